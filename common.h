@@ -148,6 +148,13 @@ inline void syscall_failed(const char* call) {
     exit(2);
 }
 
+// getopt_long's '?' or ':' (opterr is 0, so that this is the only line).
+[[noreturn]] inline void bad_option(int c, char** argv) {
+    const char* opt = argv[optind - 1];
+    if (c == ':') usage_error("option '%s' needs an argument", opt);
+    usage_error("unknown option '%s'", opt);
+}
+
 // strtoll with every check (TLPI get_num): the whole string, in range.
 inline long long parse_number(const char* s, int base, long long lo, long long hi,
                               const char* what) {

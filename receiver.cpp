@@ -56,7 +56,8 @@ Options parse_options(int argc, char** argv) {
         {"version", no_argument, nullptr, 'V'},   {nullptr, 0, nullptr, 0}};
     Options o;
     int c;
-    while ((c = getopt_long(argc, argv, "k:m:n:rfqvhV", longopts, nullptr)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":k:m:n:rfqvhV", longopts, nullptr)) != -1) {
         switch (c) {
         case 'k': o.key = key_t(parse_number(optarg, 0, 1, 0xFFFFFFFFLL, "--key")); break;
         case 'm': o.mode = int(parse_number(optarg, 8, 0, 0777, "--mode")); break;
@@ -67,7 +68,7 @@ Options parse_options(int argc, char** argv) {
         case 'v': g_verbose = true; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("receiver (msgq-pair) %s\n", kVersion); exit(0);
-        default: usage_error("unknown option");
+        default: bad_option(c, argv);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
@@ -262,10 +263,12 @@ int Receiver::handle(ssize_t n) {
         deferred_.emplace_back(reinterpret_cast<const char*>(&m_.hdr), size_t(n));
         return kGoOn;
     }
-    if (m_.hdr.seq != c->next_seq) {
+    // A gap means lost or forged messages: refuse, so that a sender waiting
+    // for this reply stops instead of waiting forever. LEAVE may skip ahead.
+    if (m_.hdr.seq != c->next_seq && !(kind == kLeave && m_.hdr.seq > c->next_seq)) {
         complain("ignoring %s from %d: sequence %u, expected %u", kind_name(kind),
                  int(c->pid), unsigned(m_.hdr.seq), unsigned(c->next_seq));
-        return kGoOn;
+        return reply(*c, kRefuse, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
     }
     ++c->next_seq;
     if (kind == kData) return data(*c);
@@ -358,11 +361,11 @@ int Receiver::chat_reply(Client& c) {
     }
 }
 
-// Sends a reply now if it fits, else queues it in the outbox: blocking here
+// Answers the request in m_: sends the reply now if it fits, else queues it in the outbox: blocking here
 // could deadlock with a sender that waits for room to send us its request.
 bool Receiver::reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n) {
     r_.mtype = reply_type(c.pid);
-    r_.hdr = Header{int32_t(me_), kind, flags, c.next_seq - 1, uint32_t(n)};
+    r_.hdr = Header{int32_t(me_), kind, flags, m_.hdr.seq, uint32_t(n)};
     if (n > 0) memcpy(r_.data, p, n);
     trace("sent", r_);
     if (outbox_.empty()) {

@@ -50,7 +50,8 @@ Options parse_options(int argc, char** argv) {
         {"version", no_argument, nullptr, 'V'},   {nullptr, 0, nullptr, 0}};
     Options o;
     int c;
-    while ((c = getopt_long(argc, argv, "k:w:aqvhV", longopts, nullptr)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":k:w:aqvhV", longopts, nullptr)) != -1) {
         switch (c) {
         case 'k': o.key = key_t(parse_number(optarg, 0, 1, 0xFFFFFFFFLL, "--key")); break;
         case 'w': o.wait = long(parse_number(optarg, 10, 0, 86400, "--wait")); break;
@@ -59,7 +60,7 @@ Options parse_options(int argc, char** argv) {
         case 'v': g_verbose = true; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("sender (msgq-pair) %s\n", kVersion); exit(0);
-        default: usage_error("unknown option");
+        default: bad_option(c, argv);
         }
     }
     o.messages.assign(argv + optind, argv + argc);
@@ -90,6 +91,7 @@ private:
     int send(uint16_t kind, uint16_t flags, const char* p, size_t n);
     int await(uint16_t kind);
     int await_ack();
+    int refused(uint16_t kind);
     int on_interrupt();
     int fail(const char* call);
     bool interactive() const { return isatty(STDIN_FILENO) && !g_quiet; }
@@ -293,8 +295,8 @@ int Sender::await(uint16_t kind) {
         uint32_t want = kind == kWelcome ? 0 : seq_;
         if (!well_formed(r_, n))
             complain("ignoring a malformed reply (%zd bytes)", n);
-        else if (kind == kWelcome && r_.hdr.kind == kRefuse && r_.hdr.seq == 0)
-            return complain("the receiver refused: it serves no more senders"), 1;
+        else if (r_.hdr.kind == kRefuse && r_.hdr.seq == want && (!peer_ || r_.hdr.pid == peer_))
+            return refused(kind);
         else if (r_.hdr.kind != kind || r_.hdr.seq != want || (peer_ && r_.hdr.pid != peer_))
             complain("ignoring a reply %s seq %u from %d: waiting for %s seq %u",
                      kind_name(r_.hdr.kind), unsigned(r_.hdr.seq), int(r_.hdr.pid),
@@ -302,6 +304,18 @@ int Sender::await(uint16_t kind) {
         else
             return kGoOn;
     }
+}
+
+// The receiver said no: to HELLO when it serves enough senders already,
+// to anything else when it saw a gap in our sequence numbers.
+int Sender::refused(uint16_t kind) {
+    if (kind == kWelcome) {
+        complain("the receiver refused: it serves no more senders");
+        return 1;
+    }
+    complain("the receiver refused message %u: it did not get all the messages before it",
+             unsigned(seq_));
+    return on_interrupt();
 }
 
 // An acknowledgment may carry a chat reply, over several messages.

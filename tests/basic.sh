@@ -1,0 +1,308 @@
+# tests/basic.sh - what users do: the interface, turn-taking, byte-exact
+# transfer, several senders, chat and async modes, small queues.
+# shellcheck shell=bash
+
+# Transfer $T/in from one sender to one receiver; extra args go to the sender.
+transfer() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY" -w 10 "$@"
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  expect_empty "$T/s.out"
+}
+
+t_help_and_version() {
+  run rh ./receiver --help
+  run sh ./sender -h
+  run rv ./receiver -V
+  expect_status rh 0
+  expect_status sh 0
+  expect_status rv 0
+  expect_grep "$T/rh.out" '^Usage: receiver \[OPTION\]\.\.\.$'
+  expect_grep "$T/sh.out" '^Usage: sender \[OPTION\]\.\.\. \[MESSAGE\]\.\.\.$'
+  expect_grep README.md 'receiver \[OPTION\]\.\.\.'
+  expect_grep README.md 'sender \[OPTION\]\.\.\. \[MESSAGE\]\.\.\.'
+  local opt
+  for opt in --key --mode --senders --reply --force --quiet --verbose; do
+    expect_grep "$T/rh.out" -- "$opt"
+    expect_grep README.md -- "$opt"
+  done
+  for opt in --wait --async; do
+    expect_grep "$T/sh.out" -- "$opt"
+    expect_grep README.md -- "$opt"
+  done
+  expect_grep "$T/rv.out" '^receiver \(msgq-pair\) [0-9.]+$'
+}
+
+t_usage_errors() {
+  local args i=0
+  for args in "--key 0" "--key -5" "--key 12abc" "--key 0x1ffffffff" "--key" \
+    "--mode 0400" "--mode 9" "--senders 0" "--bogus" "extra"; do
+    i=$((i + 1))
+    # shellcheck disable=SC2086
+    run "u$i" ./receiver $args
+    expect_status "u$i" 2
+    expect_grep "$T/u$i.err" '^receiver: '
+    expect_grep "$T/u$i.err" "^Try 'receiver --help'"
+    [ "$(wc -l <"$T/u$i.err")" -eq 2 ] || fail "receiver $args: not one line: $(cat "$T/u$i.err")"
+    expect_no_grep "$T/u$i.err" '^\./receiver'  # getopt's own message
+  done
+  run s1 ./sender --wait soon
+  expect_status s1 2
+  expect_grep "$T/s1.err" "^sender: --wait: not a number: 'soon'"
+  run s2 ./sender --key 0
+  expect_status s2 2
+  expect_grep "$T/s2.err" '^sender: --key: out of range'
+  ! queue_exists || fail "a usage error created a queue"
+}
+
+t_default_key_from_uid() {
+  need_root
+  run h as_user 4242 ./receiver --help
+  expect_grep "$T/h.out" 'default 0x32601092'
+  run h2 ./receiver --help
+  expect_grep "$T/h2.out" "default $(printf '0x%08x' $((0x32600000 + $(id -u))))"
+}
+
+t_args_as_messages() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  run s "${SENDER[@]}" -k "$KEY" -w 10 hello "second message"
+  finish r
+  expect_clean_run r s
+  printf 'hello\nsecond message\n' >"$T/want"
+  expect_same "$T/want" "$T/r.out"
+  expect_empty "$T/s.out"
+  expect_grep "$T/r.err" "queue $KEY \(id [0-9]+\) ready"
+  expect_grep "$T/s.err" 'done: 21 bytes in 2 messages delivered'
+}
+
+t_sender_starts_first() {
+  printf 'early bird\n' >"$T/in"
+  IN=$T/in start s "${SENDER[@]}" -k "$KEY" -w 10
+  sleep 0.3
+  run r "${RECEIVER[@]}" -k "$KEY"
+  finish s
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  expect_grep "$T/s.err" "waiting for the receiver to create queue $KEY"
+}
+
+t_no_receiver_times_out() {
+  run s "${SENDER[@]}" -k "$KEY" -w 1 hello
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: no receiver: queue $KEY does not exist \(waited 1 s\)$"
+}
+
+t_empty_input() {
+  : >"$T/in"
+  transfer
+}
+
+t_no_final_newline_crlf_nul() {
+  printf 'dos line\r\nnul\0byte\0\nlast line without newline' >"$T/in"
+  transfer
+}
+
+t_long_lines_split_not_cut() {
+  head -c 100000 /dev/zero | tr '\0' 'x' >"$T/in"
+  printf '\nshort\n' >>"$T/in"
+  head -c 30000 /dev/zero | tr '\0' 'y' >>"$T/in"
+  transfer -v
+  expect_grep "$T/s.err" 'sent DATA type 1 seq 1, 8176 bytes \(line continues\)'
+}
+
+t_random_binary() {
+  head -c 2000000 /dev/urandom >"$T/in"
+  transfer
+}
+
+t_random_20mb_async() {
+  head -c 20000000 /dev/urandom >"$T/in"
+  transfer --async
+  expect_grep "$T/s.err" 'done: 20000000 bytes in [0-9]+ messages delivered'
+}
+
+t_async_short_lines() {
+  seq 1 200000 >"$T/in"
+  transfer --async
+  expect_grep "$T/s.err" 'done: 1288895 bytes in 200000 messages delivered'
+}
+
+t_verbose_shows_each_message() {
+  printf 'one\ntwo\n' >"$T/in"
+  start r "${RECEIVER[@]}" -k "$KEY" -v
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY" -v
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  expect_grep "$T/r.err" "^receiver: got DATA type 1 seq 2, 4 bytes, pid $s_pid$"
+  expect_grep "$T/r.err" "^receiver: sent ACK type $((0x80000000 + s_pid)) seq 2, 0 bytes, pid $r_pid$"
+  expect_grep "$T/s.err" "^sender: got TALLY type $((0x80000000 + s_pid)) seq 3, 16 bytes, pid $r_pid$"
+}
+
+t_quiet_is_quiet() {
+  printf 'x\n' >"$T/in"
+  start r "${RECEIVER[@]}" -k "$KEY" -q
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY" -q
+  finish r
+  expect_clean_run r s
+  expect_empty "$T/r.err"
+  expect_empty "$T/s.err"
+}
+
+t_mode_default_and_widened() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  [ "$(ipcs -q | awk -v k="$KEY" '$1 == k { print $4 }')" = 600 ] || fail "default mode is not 600"
+  run s "${SENDER[@]}" -k "$KEY" x
+  finish r
+  start r2 "${RECEIVER[@]}" -k "$KEY" --mode 0666
+  wait_queue
+  [ "$(ipcs -q | awk -v k="$KEY" '$1 == k { print $4 }')" = 666 ] || fail "--mode 0666 is not 666"
+  run s2 "${SENDER[@]}" -k "$KEY" x
+  finish r2
+  expect_clean_run r s r2 s2
+}
+
+# Three senders at once, one of them async, with lines longer than a message:
+# every line arrives whole and each sender's lines keep their order.
+lines_of() {
+  awk -v p="$1" -v n="$2" 'BEGIN { for (i = 1; i <= n; i++) {
+    s = p " " i; if (i % 40 == 0) { s = s " "; while (length(s) < 20000) s = s "x" }
+    print s } }'
+}
+
+three_senders() {
+  lines_of A 400 >"$T/A"
+  lines_of B 400 >"$T/B"
+  lines_of C 400 >"$T/C"
+  start r "${RECEIVER[@]}" -k "$KEY" --senders 3 -q
+  if [ -n "${1:-}" ]; then
+    wait_queue
+    "$HOSTILE" "$KEY" qbytes "$1"
+  fi
+  IN=$T/A start a "${SENDER[@]}" -k "$KEY" -w 10 -q
+  IN=$T/B start b "${SENDER[@]}" -k "$KEY" -w 10 -q --async
+  IN=$T/C start c "${SENDER[@]}" -k "$KEY" -w 10 -q
+  finish a 40
+  finish b 40
+  finish c 40
+  finish r
+  expect_clean_run r a b c
+  local p
+  for p in A B C; do
+    grep "^$p " "$T/r.out" >"$T/got$p"
+    expect_same "$T/$p" "$T/got$p"
+  done
+  [ "$(wc -l <"$T/r.out")" -eq 1200 ] || fail "$(wc -l <"$T/r.out") lines arrived, not 1200"
+  expect_no_grep "$T/r.out" '^([^ABC]|[ABC] [0-9]+[^0-9 ]|.[^ ]|[ABC] [0-9]+ x*[^x])'
+}
+
+t_three_senders() { three_senders; }
+
+t_three_senders_small_queue() { three_senders 600; }
+
+t_small_queue_sync_and_async() {
+  base64 -w 1000 </dev/urandom | head -c 300000 >"$T/in"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  "$HOSTILE" "$KEY" qbytes 300
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  start r2 "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  "$HOSTILE" "$KEY" qbytes 200
+  IN=$T/in run s2 "${SENDER[@]}" -k "$KEY" --async
+  finish r2
+  expect_clean_run r2 s2
+  expect_same "$T/in" "$T/r2.out"
+}
+
+t_chat_mode() {
+  printf 'hi\nhow are you?\nbye\n' >"$T/in"
+  { printf 'hello back\n'; head -c 20000 /dev/zero | tr '\0' 'z'; printf '\n'; } >"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  # The third message meets the end of the receiver's input: an empty reply.
+  expect_same "$T/replies" "$T/s.out"
+}
+
+t_extra_sender_refused() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s1 "${SENDER[@]}" -k "$KEY"
+  echo first >&3
+  until grep -q 'sender [0-9]* connected' "$T/r.err"; do sleep 0.02; done
+  run s2 "${SENDER[@]}" -k "$KEY" intruder
+  expect_status s2 1
+  expect_grep "$T/s2.err" '^sender: the receiver refused: it serves no more senders$'
+  echo last >&3
+  exec 3>&-
+  finish s1
+  finish r
+  expect_status s1 0
+  expect_status r 0
+  printf 'first\nlast\n' >"$T/want"
+  expect_same "$T/want" "$T/r.out"
+}
+
+# In async mode the final tally is checked: a message slipped in under the
+# sender's name is found out at the end.
+async_behind_stopped_receiver() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" --async
+  until grep -q 'connected' "$T/s.err"; do sleep 0.02; done
+  kill -STOP "$r_pid"
+  "$HOSTILE" "$KEY" "$1" "$s_pid"
+  printf 'one\ntwo\nthree\n' >&3
+  exec 3>&-
+  wait_count 4
+  "$HOSTILE" "$KEY" "$2"
+  kill -CONT "$r_pid"
+  finish s
+  finish r
+}
+
+t_async_tally_finds_injection() {
+  async_behind_stopped_receiver inject count
+  expect_status s 1
+  expect_grep "$T/s.err" '^sender: the receiver got 15 bytes in 3 messages, but 14 bytes in 3 were sent$'
+  expect_grep "$T/r.err" 'ignoring DATA from [0-9]+: sequence 1, expected 2'
+  expect_status r 0
+}
+
+# A message taken out of the queue: the receiver refuses what follows the
+# gap, the sender says so and leaves, and nothing after the gap is written.
+t_async_lost_message_refused() {
+  async_behind_stopped_receiver count steal
+  expect_status s 1
+  expect_grep "$T/s.err" '^sender: the receiver refused message 4: it did not get all the messages before it$'
+  expect_status r 1
+  expect_grep "$T/r.err" 'sender [0-9]+ was interrupted after 0 messages'
+  expect_empty "$T/r.out"
+}
+
+t_install_uninstall() {
+  make -s install DESTDIR="$T/root" PREFIX=/usr >"$T/make.out" 2>&1 || fail "make install failed"
+  [ -x "$T/root/usr/bin/sender" ] && [ -x "$T/root/usr/bin/receiver" ] || fail "not installed"
+  make -s uninstall DESTDIR="$T/root" PREFIX=/usr >>"$T/make.out" 2>&1 || fail "uninstall failed"
+  [ -e "$T/root/usr/bin/sender" ] && fail "uninstall left sender"
+  [ -x bench/raw ] || fail "make test did not build the benchmark (bench/raw)"
+}
+
+TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messages
+  t_sender_starts_first t_no_receiver_times_out t_empty_input
+  t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary
+  t_random_20mb_async t_async_short_lines t_verbose_shows_each_message t_quiet_is_quiet
+  t_mode_default_and_widened t_three_senders t_three_senders_small_queue
+  t_small_queue_sync_and_async t_chat_mode t_extra_sender_refused
+  t_async_tally_finds_injection t_async_lost_message_refused t_install_uninstall)

@@ -1,0 +1,179 @@
+# tests/lib.sh - helpers for the end-to-end tests, sourced by tests/run.sh.
+#
+# Each test is a function run in a subshell with its own folder ($T), its
+# own queue key ($KEY) and a time limit. Programs run in the background
+# with `start NAME CMD...` (output in $T/NAME.out and $T/NAME.err, pid in
+# $NAME_pid) and are waited for with `finish NAME [SECONDS]`. Failed checks
+# are written to $T/failures. After the test, anything it left running is
+# killed and any queue left under its key is removed: both count as failures.
+# shellcheck shell=bash
+
+WRAP=${WRAP:-}          # e.g. "valgrind -q --error-exitcode=1"
+LIMIT=${LIMIT:-60}      # seconds a test may take
+read -r -a wrap_words <<<"$WRAP"
+SENDER=(env --default-signal "${wrap_words[@]}" ./sender)
+RECEIVER=(env --default-signal "${wrap_words[@]}" ./receiver)
+HOSTILE=./tests/hostile
+
+TOP=$(mktemp -d)
+trap 'rm -rf "$TOP"' EXIT
+passed=0
+failed=0
+skipped=0
+count=0
+key_base=$((0x7e000000 + ($$ % 4096) * 256))
+TESTS=()
+
+fail() { printf '%s\n' "$*" >>"$T/failures"; }
+skip() { printf '%s\n' "$*" >"$T/skipped"; exit 0; }
+
+# start NAME CMD... : run CMD in the background; stdin from $IN if set.
+start() {
+  local name=$1
+  shift
+  "$@" <"${IN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
+  printf -v "${name}_pid" '%s' "$!"
+  echo "$!" >>"$T/pids"
+}
+
+# finish NAME [SECONDS] : wait for it, at most SECONDS (default 20); its exit
+# status goes to $NAME_rc. Still running then: a failure, and it is killed.
+finish() {
+  local name=$1 limit=${2:-20} pid ticks=0
+  pid=${name}_pid
+  pid=${!pid}
+  while kill -0 "$pid" 2>/dev/null && [ "$ticks" -lt $((limit * 50)) ]; do
+    sleep 0.02
+    ticks=$((ticks + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    fail "$name still running after ${limit}s"
+    kill -9 "$pid" 2>/dev/null
+  fi
+  wait "$pid"
+  printf -v "${name}_rc" '%s' "$?"
+}
+
+# run NAME CMD... : start and finish.
+run() {
+  start "$@"
+  finish "$1"
+}
+
+expect_status() {
+  local rc=${1}_rc
+  [ "${!rc}" = "$2" ] ||
+    fail "$1 exited ${!rc}, expected $2; its stderr: $(head -c 600 "$T/$1.err")"
+}
+
+expect_same() {
+  cmp -s "$1" "$2" || fail "$2 differs from $1: $(cmp "$1" "$2" 2>&1 | head -1)"
+}
+
+expect_grep() {
+  grep -Eq -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 600 "$1")"
+}
+
+expect_no_grep() {
+  ! grep -Eq -- "$2" "$1" || fail "$1 has /$2/: $(grep -E -- "$2" "$1" | head -3)"
+}
+
+expect_empty() {
+  [ ! -s "$1" ] || fail "$1 is not empty: $(head -c 300 "$1")"
+}
+
+# Both sides of a normal run: no error, no removed queue seen, no leak.
+expect_clean_run() {
+  local name
+  for name in "$@"; do
+    expect_status "$name" 0
+    expect_no_grep "$T/$name.err" 'Identifier removed|ignoring|died|AddressSanitizer|runtime error'
+  done
+}
+
+queue_exists() { ipcs -q | grep -q "^$KEY "; }
+
+# wait_queue [SECONDS] : until the queue under $KEY exists.
+wait_queue() {
+  local ticks=0
+  until queue_exists; do
+    [ "$ticks" -lt $((${1:-5} * 50)) ] || { fail "no queue $KEY appeared"; return 1; }
+    sleep 0.02
+    ticks=$((ticks + 1))
+  done
+}
+
+# wait_count N : until the queue holds at least N messages.
+wait_count() {
+  local ticks=0
+  until [ "$("$HOSTILE" "$KEY" count 2>/dev/null || echo 0)" -ge "$1" ]; do
+    [ "$ticks" -lt 250 ] || { fail "the queue never held $1 messages"; return 1; }
+    sleep 0.02
+    ticks=$((ticks + 1))
+  done
+}
+
+# as_user UID CMD... : run CMD as an unprivileged user (root only).
+as_user() {
+  local uid=$1
+  shift
+  setpriv --reuid="$uid" --regid="$uid" --clear-groups "$@"
+}
+
+need_root() { [ "$(id -u)" = 0 ] || skip "needs root to switch users"; }
+
+# After each test: nothing left running, no queue left behind.
+after_test() {
+  local pid
+  while read -r pid; do
+    if kill -0 "$pid" 2>/dev/null; then
+      fail "left process $pid running"
+      kill -9 "$pid" 2>/dev/null
+    fi
+  done <"$T/pids"
+  if queue_exists; then
+    fail "left queue $KEY behind"
+    ipcrm -Q "$KEY"
+  fi
+}
+
+run_test() {
+  local t=$1 tp ticks=0
+  count=$((count + 1))
+  KEY=$(printf '0x%08x' $((key_base + count)))
+  T=$TOP/$t
+  mkdir -p "$T"
+  : >"$T/pids"
+  ("$t") >"$T/log" 2>&1 &
+  tp=$!
+  while kill -0 "$tp" 2>/dev/null && [ "$ticks" -lt $((LIMIT * 20)) ]; do
+    sleep 0.05
+    ticks=$((ticks + 1))
+  done
+  if kill -0 "$tp" 2>/dev/null; then
+    kill -9 "$tp"
+    fail "timed out after ${LIMIT}s"
+  fi
+  wait "$tp"
+  after_test
+  if [ -s "$T/failures" ]; then
+    failed=$((failed + 1))
+    printf 'FAIL %s\n' "$t"
+    sed 's/^/    /' "$T/failures" "$T/log" | head -40
+  elif [ -e "$T/skipped" ]; then
+    skipped=$((skipped + 1))
+    printf 'skip %s: %s\n' "$t" "$(cat "$T/skipped")"
+  else
+    passed=$((passed + 1))
+    printf 'ok   %s\n' "$t"
+  fi
+}
+
+summary() {
+  if [ "$skipped" -gt 0 ]; then
+    printf '%d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
+  else
+    printf '%d passed, %d failed\n' "$passed" "$failed"
+  fi
+  [ "$failed" -eq 0 ]
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# tests/run.sh - the end-to-end test suite; `make test` runs it.
+#
+# Usage: tests/run.sh [SUITE]...   SUITE: basic, faults (default: both)
+# Environment: WRAP="valgrind ..." runs every sender and receiver under it;
+# SOAK=1 makes the random fault run long; ONLY=REGEX runs matching tests.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+# shellcheck source=tests/lib.sh
+. tests/lib.sh
+
+for bin in ./sender ./receiver "$HOSTILE"; do
+  [ -x "$bin" ] || { echo "run.sh: $bin is missing: run 'make test'" >&2; exit 2; }
+done
+
+for suite in ${*:-basic faults}; do
+  # shellcheck source=/dev/null
+  . "tests/$suite.sh"
+done
+
+for t in "${TESTS[@]}"; do
+  [[ $t =~ ${ONLY:-.} ]] && run_test "$t"
+done
+summary
