@@ -92,6 +92,7 @@ private:
     int await(uint16_t kind);
     int await_ack();
     int refused(uint16_t kind);
+    int check_receiver();
     int on_interrupt();
     int fail(const char* call);
     bool interactive() const { return isatty(STDIN_FILENO) && !g_quiet; }
@@ -207,8 +208,7 @@ int Sender::send_input() {
         }
         // A blocked read ends with EINTR for a signal or the watchdog.
         if (g_signal) return on_interrupt();
-        if (g_tick && !alive(peer_)) return fail(nullptr);
-        g_tick = 0;
+        if (int st = check_receiver(); st != kGoOn) return st;
     }
 }
 
@@ -267,10 +267,9 @@ int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
             return fail("msgsnd");
         } else if (g_signal) {  // msgsnd is never restarted: act on the flag
             return on_interrupt();
-        } else if (g_tick && peer_ != 0 && !alive(peer_)) {
-            return fail(nullptr);
+        } else if (int st = check_receiver(); st != kGoOn) {
+            return st;
         }
-        g_tick = 0;
     }
 }
 
@@ -282,8 +281,7 @@ int Sender::await(uint16_t kind) {
         if (n < 0 && errno != EINTR) return fail("msgrcv");
         if (n < 0 && g_signal) return on_interrupt();
         if (n < 0) {  // the watchdog: is anyone still there?
-            g_tick = 0;
-            if (peer_ != 0 && !alive(peer_)) return fail(nullptr);
+            if (int st = check_receiver(); st != kGoOn) return st;
             if (peer_ == 0 && now() >= deadline_) {
                 complain("no answer from a receiver on queue 0x%08x (waited %ld s)",
                          unsigned(g_key), opt_.wait);
@@ -331,6 +329,16 @@ int Sender::await_ack() {
     return kGoOn;
 }
 
+// The watchdog ticked: the queue may be gone, or the receiver dead without
+// removing it. Either ends the transfer.
+int Sender::check_receiver() {
+    if (!g_tick || peer_ == 0) return kGoOn;
+    g_tick = 0;
+    msqid_ds ds;
+    if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
+    return alive(peer_) ? kGoOn : fail(nullptr);
+}
+
 // Stopping early: tell the receiver, if there is room, so that it ends now.
 int Sender::on_interrupt() {
     if (peer_ == 0) return 1;
@@ -341,10 +349,12 @@ int Sender::on_interrupt() {
 }
 
 // One line: what failed (the call, or the receiver's death if call is
-// null) and how much the receiver had acknowledged by then.
+// null) and how much the receiver had acknowledged by then (with --async,
+// how much was sent: the receiver confirms only at the end).
 int Sender::fail(const char* call) {
-    const char* what = "the receiver died";
     char buf[160];
+    snprintf(buf, sizeof buf, "the receiver (pid %d) died", int(peer_));
+    const char* what = buf;
     if (call != nullptr) {
         int e = queue_gone(errno) && q_ >= 0 ? EIDRM : errno;
         snprintf(buf, sizeof buf, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(g_key));
@@ -352,6 +362,10 @@ int Sender::fail(const char* call) {
     }
     if (peer_ == 0)
         complain("%s", what);
+    else if (opt_.async)  // nothing is confirmed before the tally
+        complain("%s; %llu messages (%llu bytes) sent, none confirmed (--async)", what,
+                 static_cast<unsigned long long>(sent_.messages),
+                 static_cast<unsigned long long>(sent_.bytes));
     else
         complain("%s; %llu messages (%llu bytes) acknowledged", what,
                  static_cast<unsigned long long>(acked_.messages),

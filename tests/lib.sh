@@ -31,7 +31,9 @@ skip() { printf '%s\n' "$*" >"$T/skipped"; exit 0; }
 start() {
   local name=$1
   shift
-  "$@" <"${IN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- &
+  : >"$T/$name.out"  # now, not later in the child: callers look at it at once
+  : >"$T/$name.err"
+  "$@" <"${IN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
   printf -v "${name}_pid" '%s' "$!"
   echo "$!" >>"$T/pids"
 }
@@ -52,6 +54,12 @@ finish() {
   fi
   wait "$pid"
   printf -v "${name}_rc" '%s' "$?"
+}
+
+# helper CMD... : a background helper (not under test), killed after the test.
+helper() {
+  "$@" &
+  echo "$!" >>"$T/helpers"
 }
 
 # run NAME CMD... : start and finish.
@@ -131,6 +139,7 @@ after_test() {
       kill -9 "$pid" 2>/dev/null
     fi
   done <"$T/pids"
+  while read -r pid; do kill -9 "$pid" 2>/dev/null; done <"$T/helpers"
   if queue_exists; then
     fail "left queue $KEY behind"
     ipcrm -Q "$KEY"
@@ -144,6 +153,7 @@ run_test() {
   T=$TOP/$t
   mkdir -p "$T"
   : >"$T/pids"
+  : >"$T/helpers"
   ("$t") >"$T/log" 2>&1 &
   tp=$!
   while kill -0 "$tp" 2>/dev/null && [ "$ticks" -lt $((LIMIT * 20)) ]; do
