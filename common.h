@@ -128,6 +128,15 @@ inline void note(const char* fmt, ...) {
     va_end(ap);
 }
 
+// "1 message", "2 messages": counts for status lines, as temporaries.
+struct Count {
+    Count(uint64_t n, const char* noun) {
+        snprintf(text, sizeof text, "%llu %s%s", static_cast<unsigned long long>(n), noun,
+                 n == 1 ? "" : "s");
+    }
+    char text[48];
+};
+
 // A failed call, err(3) style: "receiver: msgrcv: Identifier removed (queue 0x32600000)".
 inline void syscall_failed(const char* call) {
     int e = errno;
@@ -350,10 +359,16 @@ inline const char* kind_name(unsigned kind) {
     }
 }
 
-// -v: the teaching view, one line per message.
+// -v: the teaching view, one line per message. A reply's type shows as
+// 2^31+PID, which is what it is.
 inline void trace(const char* dir, const Message& m) {
     if (!g_verbose) return;
-    complain("%s %s type %ld seq %u, %u bytes%s, pid %d", dir, kind_name(m.hdr.kind),
-             m.mtype, unsigned(m.hdr.seq), unsigned(m.hdr.len),
+    char type[32];
+    if (m.mtype >= kReplyBase)
+        snprintf(type, sizeof type, "2^31+%ld", m.mtype - kReplyBase);
+    else
+        snprintf(type, sizeof type, "%ld", m.mtype);
+    complain("%s %s type %s seq %u, %u bytes%s, pid %d", dir, kind_name(m.hdr.kind), type,
+             unsigned(m.hdr.seq), unsigned(m.hdr.len),
              (m.hdr.flags & kMore) ? " (line continues)" : "", int(m.hdr.pid));
 }

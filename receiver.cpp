@@ -317,9 +317,8 @@ int Receiver::end(Client& c) {
     if (owner() == &c) owner_ = -1;
     if (!out_.flush()) return write_failed();
     c.state = Client::kClosing;
-    note("sender %d finished: %llu bytes in %llu messages", int(c.pid),
-         static_cast<unsigned long long>(c.tally.bytes),
-         static_cast<unsigned long long>(c.tally.messages));
+    note("sender %d finished: %s in %s", int(c.pid), Count(c.tally.bytes, "byte").text,
+         Count(c.tally.messages, "message").text);
     return reply(c, kTally, 0, &c.tally, sizeof c.tally) ? kGoOn : fail("msgsnd");
 }
 
@@ -327,9 +326,8 @@ int Receiver::end(Client& c) {
 void Receiver::finish(Client& c, bool clean, const char* how) {
     if (owner() == &c) owner_ = -1;
     if (!clean)
-        complain("sender %d %s after %llu messages (%llu bytes)", int(c.pid), how,
-                 static_cast<unsigned long long>(c.tally.messages),
-                 static_cast<unsigned long long>(c.tally.bytes));
+        complain("sender %d %s after %s (%s)", int(c.pid), how,
+                 Count(c.tally.messages, "message").text, Count(c.tally.bytes, "byte").text);
     c.state = Client::kDone;
     all_clean_ = all_clean_ && clean;
     ++done_;

@@ -221,8 +221,8 @@ int Sender::send_data(const char* p, size_t n) {
     if (int st = await_ack(); st != kGoOn) return st;
     acked_.bytes += n;
     ++acked_.messages;
-    if (interactive()) note("delivered message %llu (%zu bytes)",
-                            static_cast<unsigned long long>(acked_.messages), n);
+    if (interactive())
+        note("delivered message %u (%s)", unsigned(seq_), Count(n, "byte").text);
     return kGoOn;
 }
 
@@ -235,16 +235,13 @@ int Sender::say_goodbye() {
     acked_ = got;
     if (int st = send(kBye, 0, nullptr, 0); st != kGoOn) return st;
     if (got.bytes != sent_.bytes || got.messages != sent_.messages) {
-        complain("the receiver got %llu bytes in %llu messages, but %llu bytes in %llu were sent",
-                 static_cast<unsigned long long>(got.bytes),
-                 static_cast<unsigned long long>(got.messages),
-                 static_cast<unsigned long long>(sent_.bytes),
-                 static_cast<unsigned long long>(sent_.messages));
+        complain("the receiver got %s in %s, but %s in %s were sent",
+                 Count(got.bytes, "byte").text, Count(got.messages, "message").text,
+                 Count(sent_.bytes, "byte").text, Count(sent_.messages, "message").text);
         return 1;
     }
-    note("done: %llu bytes in %llu messages delivered",
-         static_cast<unsigned long long>(got.bytes),
-         static_cast<unsigned long long>(got.messages));
+    note("done: %s in %s delivered", Count(got.bytes, "byte").text,
+         Count(got.messages, "message").text);
     return 0;
 }
 
@@ -363,13 +360,11 @@ int Sender::fail(const char* call) {
     if (peer_ == 0)
         complain("%s", what);
     else if (opt_.async)  // nothing is confirmed before the tally
-        complain("%s; %llu messages (%llu bytes) sent, none confirmed (--async)", what,
-                 static_cast<unsigned long long>(sent_.messages),
-                 static_cast<unsigned long long>(sent_.bytes));
+        complain("%s; %s (%s) sent, none confirmed (--async)", what,
+                 Count(sent_.messages, "message").text, Count(sent_.bytes, "byte").text);
     else
-        complain("%s; %llu messages (%llu bytes) acknowledged", what,
-                 static_cast<unsigned long long>(acked_.messages),
-                 static_cast<unsigned long long>(acked_.bytes));
+        complain("%s; %s (%s) acknowledged", what, Count(acked_.messages, "message").text,
+                 Count(acked_.bytes, "byte").text);
     return 1;
 }
 

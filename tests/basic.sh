@@ -1,6 +1,6 @@
 # tests/basic.sh - what users do: the interface, turn-taking, byte-exact
 # transfer, several senders, chat and async modes, small queues.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154  # NAME_pid and NAME_rc come from start/finish
 
 # Transfer $T/in from one sender to one receiver; extra args go to the sender.
 transfer() {
@@ -137,8 +137,8 @@ t_verbose_shows_each_message() {
   expect_clean_run r s
   expect_same "$T/in" "$T/r.out"
   expect_grep "$T/r.err" "^receiver: got DATA type 1 seq 2, 4 bytes, pid $s_pid$"
-  expect_grep "$T/r.err" "^receiver: sent ACK type $((0x80000000 + s_pid)) seq 2, 0 bytes, pid $r_pid$"
-  expect_grep "$T/s.err" "^sender: got TALLY type $((0x80000000 + s_pid)) seq 3, 16 bytes, pid $r_pid$"
+  expect_grep "$T/r.err" "^receiver: sent ACK type 2\^31\+$s_pid seq 2, 0 bytes, pid $r_pid$"
+  expect_grep "$T/s.err" "^sender: got TALLY type 2\^31\+$s_pid seq 3, 16 bytes, pid $r_pid$"
 }
 
 t_quiet_is_quiet() {
@@ -275,7 +275,7 @@ async_behind_stopped_receiver() {
 t_async_tally_finds_injection() {
   async_behind_stopped_receiver inject count
   expect_status s 1
-  expect_grep "$T/s.err" '^sender: the receiver got 15 bytes in 3 messages, but 14 bytes in 3 were sent$'
+  expect_grep "$T/s.err" '^sender: the receiver got 15 bytes in 3 messages, but 14 bytes in 3 messages were sent$'
   expect_grep "$T/r.err" 'ignoring DATA from [0-9]+: sequence 1, expected 2'
   expect_status r 0
 }
@@ -293,7 +293,8 @@ t_async_lost_message_refused() {
 
 t_install_uninstall() {
   make -s install DESTDIR="$T/root" PREFIX=/usr >"$T/make.out" 2>&1 || fail "make install failed"
-  [ -x "$T/root/usr/bin/sender" ] && [ -x "$T/root/usr/bin/receiver" ] || fail "not installed"
+  [ -x "$T/root/usr/bin/sender" ] || fail "sender not installed"
+  [ -x "$T/root/usr/bin/receiver" ] || fail "receiver not installed"
   make -s uninstall DESTDIR="$T/root" PREFIX=/usr >>"$T/make.out" 2>&1 || fail "uninstall failed"
   [ -e "$T/root/usr/bin/sender" ] && fail "uninstall left sender"
   [ -x bench/raw ] || fail "make test did not build the benchmark (bench/raw)"

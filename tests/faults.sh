@@ -2,7 +2,7 @@
 # dead peer, stale and foreign queues, closed or full output, junk messages.
 # Whatever happens: nobody hangs, no queue leaks, the receiver's output is a
 # prefix of the input, and the user is told in one line.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154  # NAME_pid and NAME_rc come from start/finish
 
 signum() { kill -l "$1"; }
 
@@ -25,12 +25,12 @@ feed() {
 # (at most the one message in flight more, when the receiver could write it
 # but not acknowledge it).
 expect_prefix() {
-  local out=$T/${1:-r}.out size acked
+  local out=$T/r.out size acked
   size=$(stat -c %s "$out")
   cmp -s -n "$size" "$T/in" "$out" || fail "$out is not a prefix of the input"
   [ "$size" -eq 0 ] || [ "$(tail -c 1 "$out" | od -An -c | tr -d ' ')" = '\n' ] ||
     fail "$out does not end on a message boundary"
-  acked=$(sed -nE 's/.*messages \(([0-9]+) bytes\) acknowledged$/\1/p' "$T/${2:-s}.err")
+  acked=$(sed -nE 's/.*messages? \(([0-9]+) bytes?\) acknowledged$/\1/p' "$T/s.err")
   [ -z "$acked" ] || [ "$acked" -le "$size" ] && [ "$((size - ${acked:-0}))" -le 100 ] ||
     [ -z "$acked" ] || fail "acknowledged $acked bytes, but the receiver wrote $size"
 }
@@ -38,7 +38,7 @@ expect_prefix() {
 # Waits until the receiver has written something: the transfer is under way.
 wait_output() {
   local ticks=0
-  until [ -s "$T/${1:-r}.out" ]; do
+  until [ -s "$T/r.out" ]; do
     [ "$ticks" -lt 250 ] || { fail "no output appeared"; return 1; }
     sleep 0.02
     ticks=$((ticks + 1))
@@ -81,7 +81,7 @@ t_signal_receiver_mid_transfer() {
     finish s 3
     expect_status r $((128 + $(signum "$sig")))
     expect_status s 1
-    expect_grep "$T/s.err" "^sender: msg(snd|rcv|ctl\(IPC_STAT\)): Identifier removed \(queue $KEY\); [0-9]+ messages \([0-9]+ bytes\) acknowledged$"
+    expect_grep "$T/s.err" "^sender: msg(snd|rcv|ctl\(IPC_STAT\)): Identifier removed \(queue $KEY\); [0-9]+ messages? \([0-9]+ bytes?\) acknowledged$"
     expect_prefix
   done
 }
@@ -102,7 +102,7 @@ t_signal_sender_waiting_for_ack() {
   finish r 3
   expect_status s 130
   expect_status r 1
-  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 messages \(6 bytes\)$"
+  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(6 bytes\)$"
 }
 
 # The sender is blocked in msgsnd on a full queue, or in read() on its input.
@@ -136,7 +136,7 @@ t_signal_sender_reading_input() {
   finish r 3
   expect_status s 129
   expect_status r 1
-  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 messages \(6 bytes\)$"
+  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(6 bytes\)$"
   printf 'first\n' >"$T/want"
   expect_same "$T/want" "$T/r.out"
 }
@@ -169,7 +169,7 @@ t_receiver_killed() {
   finish s 2
   finish r 1
   expect_status s 1
-  expect_grep "$T/s.err" "^sender: the receiver \(pid $r_pid\) died; [0-9]+ messages \([0-9]+ bytes\) acknowledged$"
+  expect_grep "$T/s.err" "^sender: the receiver \(pid $r_pid\) died; [0-9]+ messages? \([0-9]+ bytes?\) acknowledged$"
   expect_prefix
   run r2 "${RECEIVER[@]}" -k "$KEY"
   expect_status r2 1

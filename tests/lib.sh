@@ -6,7 +6,7 @@
 # $NAME_pid) and are waited for with `finish NAME [SECONDS]`. Failed checks
 # are written to $T/failures. After the test, anything it left running is
 # killed and any queue left under its key is removed: both count as failures.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the suites use these variables
 
 WRAP=${WRAP:-}          # e.g. "valgrind -q --error-exitcode=1"
 LIMIT=${LIMIT:-60}      # seconds a test may take

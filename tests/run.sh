@@ -13,7 +13,9 @@ for bin in ./sender ./receiver "$HOSTILE"; do
   [ -x "$bin" ] || { echo "run.sh: $bin is missing: run 'make test'" >&2; exit 2; }
 done
 
-for suite in ${*:-basic faults}; do
+suites=("$@")
+[ "${#suites[@]}" -gt 0 ] || suites=(basic faults)
+for suite in "${suites[@]}"; do
   # shellcheck source=/dev/null
   . "tests/$suite.sh"
 done
