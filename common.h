@@ -285,7 +285,7 @@ private:
     int fd_;
     bool eof_ = false;
     size_t begin_ = 0, end_ = 0;
-    char buf_[64 * 1024];
+    char buf_[64 * 1024] = {};  // touched now: memory use does not grow later
     static_assert(sizeof buf_ >= kMaxData, "a chunk fits in the buffer");
 };
 
@@ -294,14 +294,17 @@ class Writer {
 public:
     explicit Writer(int fd) : fd_(fd) {}
 
+    // Buffers p; a full message's worth goes straight out, not copied.
     // Returns false on a write error, errno set (EINTR only for a signal).
     bool put(const char* p, size_t n) {
         if (n > sizeof buf_ - used_ && !flush()) return false;
-        if (n >= sizeof buf_) return write_all(p, n);
+        if (n >= kMaxData && used_ == 0) return write_all(p, n);
         memcpy(buf_ + used_, p, n);
         used_ += n;
         return true;
     }
+    // Writes what is buffered and then p, now.
+    bool put_now(const char* p, size_t n) { return flush() && write_all(p, n); }
     bool flush() {
         size_t n = used_;
         used_ = 0;
@@ -323,7 +326,7 @@ private:
 
     int fd_;
     size_t used_ = 0;
-    char buf_[64 * 1024];
+    char buf_[64 * 1024] = {};  // touched now: memory use does not grow later
 };
 
 // ---- Sending and receiving --------------------------------------------------

@@ -302,13 +302,15 @@ int Receiver::data(Client& c) {
         complain("ignoring DATA from %d after its END", int(c.pid));
         return kGoOn;
     }
-    if (!out_.put(m_.data, m_.hdr.len)) return write_failed();
+    // An acknowledgment promises the data is written: write it now, unless
+    // the sender waits for no acknowledgment.
+    bool ack = !(m_.hdr.flags & kNoAck);
+    if (!(ack ? out_.put_now(m_.data, m_.hdr.len) : out_.put(m_.data, m_.hdr.len)))
+        return write_failed();
     c.tally.bytes += m_.hdr.len;
     ++c.tally.messages;
     owner_ = (m_.hdr.flags & kMore) ? int(&c - clients_.data()) : -1;
-    if (m_.hdr.flags & kNoAck) return kGoOn;
-    // An acknowledgment promises the data is written: flush first.
-    if (!out_.flush()) return write_failed();
+    if (!ack) return kGoOn;
     if (opt_.reply) return chat_reply(c);
     return reply(c, kAck, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
 }

@@ -95,15 +95,16 @@ private:
     int check_receiver();
     int on_interrupt();
     int fail(const char* call);
-    bool interactive() const { return isatty(STDIN_FILENO) && !g_quiet; }
 
     const Options& opt_;
+    bool interactive_ = isatty(STDIN_FILENO) && !g_quiet;  // prompt and confirm
     time_t deadline_;       // for the receiver to show up
     int q_ = -1;
     pid_t me_ = getpid();
     pid_t peer_ = 0;        // the receiver, once it has welcomed us
     uint32_t seq_ = 0;      // of the last request sent
     size_t chunk_ = 0;      // data bytes per message that the queue accepts
+    bool queue_filled_ = false;  // an IPC_NOWAIT send met a full queue
     Tally sent_ = {}, acked_ = {};
     Message m_ = {};        // the request being sent
     Message r_ = {};        // the reply being read
@@ -177,7 +178,7 @@ int Sender::say_hello() {
     if (st != kGoOn) return st;
     peer_ = r_.hdr.pid;
     note("connected to receiver %d", int(peer_));
-    if (interactive()) note("type lines to send; Ctrl-D ends");
+    if (interactive_) note("type lines to send; Ctrl-D ends");
     return kGoOn;
 }
 
@@ -221,7 +222,7 @@ int Sender::send_data(const char* p, size_t n) {
     if (int st = await_ack(); st != kGoOn) return st;
     acked_.bytes += n;
     ++acked_.messages;
-    if (interactive())
+    if (interactive_)
         note("delivered message %u (%s)", unsigned(seq_), Count(n, "byte").text);
     return kGoOn;
 }
@@ -245,20 +246,24 @@ int Sender::say_goodbye() {
     return 0;
 }
 
-// Async data first tries IPC_NOWAIT; a full queue (EAGAIN) means wait for
-// room, never drop. Everything else waits at once.
+// Async data is offered with IPC_NOWAIT; a full queue (EAGAIN) means wait
+// for room, never drop. The kernel copies a message before it finds the
+// queue full, so a refused offer costs a whole copy: once the queue has
+// filled up, the sender lets msgsnd wait from then on. Everything else
+// waits at once.
 int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
     m_.mtype = kRequestType;
     m_.hdr = Header{int32_t(me_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n)};
     if (n > 0) memcpy(m_.data, p, n);
-    int wait = (flags & kNoAck) && kind == kData ? IPC_NOWAIT : 0;
+    int wait = (flags & kNoAck) && kind == kData && !queue_filled_ ? IPC_NOWAIT : 0;
     for (;;) {
         if (send_message(q_, m_, wait) == 0) {
             trace("sent", m_);
             return kGoOn;
         }
         if (errno == EAGAIN && wait) {
-            if (g_verbose) complain("queue full: waiting for room");
+            note("the queue is full: waiting for room from now on");
+            queue_filled_ = true;
             wait = 0;
         } else if (errno != EINTR) {
             return fail("msgsnd");
@@ -317,7 +322,7 @@ int Sender::refused(uint16_t kind) {
 int Sender::await_ack() {
     do {
         if (int st = await(kAck); st != kGoOn) return st;
-        if (!out_.put(r_.data, r_.hdr.len) || !out_.flush()) {
+        if (!out_.put_now(r_.data, r_.hdr.len)) {
             syscall_failed("write");
             on_interrupt();
             return 1;
