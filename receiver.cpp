@@ -311,7 +311,7 @@ int Receiver::data(Client& c) {
     ++c.tally.messages;
     owner_ = (m_.hdr.flags & kMore) ? int(&c - clients_.data()) : -1;
     if (!ack) return kGoOn;
-    if (opt_.reply) return chat_reply(c);
+    if (opt_.reply && !(m_.hdr.flags & kMore)) return chat_reply(c);  // a line per line
     return reply(c, kAck, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
 }
 

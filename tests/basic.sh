@@ -222,14 +222,27 @@ t_small_queue_sync_and_async() {
 }
 
 t_chat_mode() {
-  printf 'hi\nhow are you?\nbye\n' >"$T/in"
-  { printf 'hello back\n'; head -c 20000 /dev/zero | tr '\0' 'z'; printf '\n'; } >"$T/replies"
+  { printf 'hi\n'; head -c 20000 /dev/zero | tr '\0' 'y'; printf '\nbye\n'; } >"$T/in"
+  { printf 'hello back\n'; head -c 20000 /dev/zero | tr '\0' 'z'; printf '\nsee you\n'; } >"$T/want"
+  { cat "$T/want"; printf 'one reply too many\n'; } >"$T/replies"
   IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
   IN=$T/in run s "${SENDER[@]}" -k "$KEY"
   finish r
   expect_clean_run r s
   expect_same "$T/in" "$T/r.out"
-  # The third message meets the end of the receiver's input: an empty reply.
+  # One reply per line, however many messages the line took.
+  expect_same "$T/want" "$T/s.out"
+}
+
+# At the end of its input the receiver answers with empty replies.
+t_chat_mode_replies_run_out() {
+  printf 'one\ntwo\nthree\n' >"$T/in"
+  printf 'only reply\n' >"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
   expect_same "$T/replies" "$T/s.out"
 }
 
@@ -305,5 +318,5 @@ TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messa
   t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary
   t_random_20mb_async t_async_short_lines t_verbose_shows_each_message t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue
-  t_small_queue_sync_and_async t_chat_mode t_extra_sender_refused
+  t_small_queue_sync_and_async t_chat_mode t_chat_mode_replies_run_out t_extra_sender_refused
   t_async_tally_finds_injection t_async_lost_message_refused t_install_uninstall)
