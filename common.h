@@ -197,7 +197,13 @@ inline bool alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 inline volatile sig_atomic_t g_signal = 0;  // SIGINT/SIGTERM/SIGHUP received
 inline volatile sig_atomic_t g_tick = 0;    // the watchdog timer fired
 
-extern "C" inline void on_terminate(int sig) { g_signal = sig; }
+// A signal that lands after a loop has looked at g_signal but before its
+// next blocking call would leave that call asleep: the alarm (which is
+// async-signal-safe) interrupts it a second later, whatever it waits for.
+extern "C" inline void on_terminate(int sig) {
+    g_signal = sig;
+    alarm(1);
+}
 extern "C" inline void on_tick(int) { g_tick = 1; }
 
 inline void catch_signal(int sig, void (*handler)(int)) {

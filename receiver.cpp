@@ -205,6 +205,7 @@ private:
 
 int Receiver::run() {
     for (;;) {
+        if (g_signal) return out_.flush() ? 1 : write_failed();
         if (done_ == opt_.senders && outbox_.empty())
             return out_.flush() ? (all_clean_ ? 0 : 1) : write_failed();
         if (int st = drain_outbox(false); st != kGoOn) return st;
@@ -218,8 +219,7 @@ int Receiver::run() {
         if (errno == ENOMSG) {  // nothing to read: finish the pending work
             if (out_.buffered() && !out_.flush()) return write_failed();
             if (int st = drain_outbox(true); st != kGoOn) return st;
-        } else if (errno == EINTR) {  // a signal, or the watchdog's tick
-            if (g_signal) return out_.flush() ? 1 : write_failed();
+        } else if (errno == EINTR) {  // a signal (seen above), or the watchdog
             if (g_tick) check_senders();
         } else {
             return fail("msgrcv");
@@ -351,6 +351,7 @@ int Receiver::chat_reply(Client& c) {
         const char* p = nullptr;
         ssize_t n = in_.next(max, &p);
         if (n < 0 && errno == EINTR && !g_signal) continue;  // the watchdog's tick
+        if (n < 0 && g_signal) return 1;  // run() will say nothing more: it is a signal
         if (n < 0) {
             syscall_failed("read");
             return 1;
@@ -411,7 +412,7 @@ int Receiver::fail(const char* call) {
 
 // Nothing more is acknowledged; removing the queue tells the senders.
 int Receiver::write_failed() {
-    syscall_failed("write");
+    if (!g_signal) syscall_failed("write");  // a signal interrupted it: no error
     return 1;
 }
 

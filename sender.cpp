@@ -132,6 +132,7 @@ int Sender::run() {
 int Sender::open_queue() {
     bool said = false;
     while ((q_ = msgget(g_key, 0)) < 0) {
+        if (g_signal) return 1;
         if (errno != ENOENT) return fail("msgget");
         if (now() >= deadline_) {
             complain("no receiver: queue 0x%08x does not exist (waited %ld s)", unsigned(g_key),
@@ -142,7 +143,6 @@ int Sender::open_queue() {
         said = true;
         timespec pause = {0, 50 * 1000 * 1000};  // no notice exists for a new queue
         nanosleep(&pause, nullptr);
-        if (g_signal) return 1;
     }
     return kGoOn;
 }
@@ -195,6 +195,7 @@ int Sender::send_lines(const char* p, size_t n) {
 int Sender::send_input() {
     LineReader in(STDIN_FILENO);
     for (;;) {
+        if (g_signal) return on_interrupt();
         const char* p = nullptr;
         ssize_t n = in.next(chunk_, &p);
         if (n == 0) return kGoOn;
@@ -207,8 +208,7 @@ int Sender::send_input() {
             on_interrupt();  // tell the receiver we go
             return 1;
         }
-        // A blocked read ends with EINTR for a signal or the watchdog.
-        if (g_signal) return on_interrupt();
+        // A blocked read ends with EINTR for a signal (seen above) or the watchdog.
         if (int st = check_receiver(); st != kGoOn) return st;
     }
 }
@@ -257,6 +257,7 @@ int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
     if (n > 0) memcpy(m_.data, p, n);
     int wait = (flags & kNoAck) && kind == kData && !queue_filled_ ? IPC_NOWAIT : 0;
     for (;;) {
+        if (g_signal) return on_interrupt();
         if (send_message(q_, m_, wait) == 0) {
             trace("sent", m_);
             return kGoOn;
@@ -265,10 +266,8 @@ int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
             note("the queue is full: waiting for room from now on");
             queue_filled_ = true;
             wait = 0;
-        } else if (errno != EINTR) {
+        } else if (errno != EINTR) {  // msgsnd is never restarted: EINTR comes back
             return fail("msgsnd");
-        } else if (g_signal) {  // msgsnd is never restarted: act on the flag
-            return on_interrupt();
         } else if (int st = check_receiver(); st != kGoOn) {
             return st;
         }
@@ -279,10 +278,10 @@ int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
 // to our reply type is reported and skipped.
 int Sender::await(uint16_t kind) {
     for (;;) {
+        if (g_signal) return on_interrupt();
         ssize_t n = receive_message(q_, r_, reply_type(me_), 0);
         if (n < 0 && errno != EINTR) return fail("msgrcv");
-        if (n < 0 && g_signal) return on_interrupt();
-        if (n < 0) {  // the watchdog: is anyone still there?
+        if (n < 0) {  // a signal (seen above), or the watchdog: anyone there?
             if (int st = check_receiver(); st != kGoOn) return st;
             if (peer_ == 0 && now() >= deadline_) {
                 complain("no answer from a receiver on queue 0x%08x (waited %ld s)",
