@@ -140,6 +140,9 @@ after_test() {
     fi
   done <"$T/pids"
   while read -r pid; do kill -9 "$pid" 2>/dev/null; done <"$T/helpers"
+  if grep -lE 'AddressSanitizer|LeakSanitizer|runtime error:|^==[0-9]+== ' "$T"/*.err 2>/dev/null; then
+    fail "a sanitizer or valgrind report: $(grep -hE 'Sanitizer|runtime error:|^==' "$T"/*.err | head -5)"
+  fi
   if queue_exists; then
     fail "left queue $KEY behind"
     ipcrm -Q "$KEY"
