@@ -157,6 +157,12 @@ Queue create_queue(const Options& o) {
     return Queue(id);
 }
 
+// A request of another sender, held back while one sender is mid-line.
+struct Held {
+    pid_t pid;
+    std::string text;  // the mtext as received
+};
+
 struct Client {
     enum State { kActive, kClosing, kDone };
     pid_t pid;
@@ -195,7 +201,7 @@ private:
     unsigned done_ = 0;           // senders finished, one way or another
     bool all_clean_ = true;       // every one of them said BYE
     int owner_ = -1;              // index of the sender in mid-line, or -1
-    std::deque<std::string> deferred_;  // other senders' requests meanwhile
+    std::deque<Held> deferred_;   // other senders' requests meanwhile
     std::deque<Message> outbox_;  // replies waiting for room in the queue
     Message m_ = {};              // the request being handled
     Message r_ = {};              // the reply being built
@@ -206,6 +212,7 @@ private:
 int Receiver::run() {
     for (;;) {
         if (g_signal) return out_.flush() ? 1 : write_failed();
+        if (g_tick) check_senders();
         if (done_ == opt_.senders && outbox_.empty())
             return out_.flush() ? (all_clean_ ? 0 : 1) : write_failed();
         if (int st = drain_outbox(false); st != kGoOn) return st;
@@ -219,9 +226,7 @@ int Receiver::run() {
         if (errno == ENOMSG) {  // nothing to read: finish the pending work
             if (out_.buffered() && !out_.flush()) return write_failed();
             if (int st = drain_outbox(true); st != kGoOn) return st;
-        } else if (errno == EINTR) {  // a signal (seen above), or the watchdog
-            if (g_tick) check_senders();
-        } else {
+        } else if (errno != EINTR) {  // EINTR: a signal or the watchdog, seen above
             return fail("msgrcv");
         }
     }
@@ -232,14 +237,12 @@ int Receiver::run() {
 ssize_t Receiver::next_message(int flags) {
     auto due = deferred_.begin();
     if (const Client* o = owner())
-        while (due != deferred_.end() &&
-               reinterpret_cast<const Header*>(due->data())->pid != o->pid)
-            ++due;
+        while (due != deferred_.end() && due->pid != o->pid) ++due;
     if (due == deferred_.end())
         return receive_message(q_, m_, kRequestType, flags);
     m_.mtype = kRequestType;
-    memcpy(&m_.hdr, due->data(), due->size());
-    ssize_t n = ssize_t(due->size());
+    memcpy(&m_.hdr, due->text.data(), due->text.size());
+    ssize_t n = ssize_t(due->text.size());
     deferred_.erase(due);
     return n;
 }
@@ -260,7 +263,7 @@ int Receiver::handle(ssize_t n) {
         return kGoOn;
     }
     if (owner() != nullptr && owner() != c) {  // keep it until the line ends
-        deferred_.emplace_back(reinterpret_cast<const char*>(&m_.hdr), size_t(n));
+        deferred_.push_back(Held{c->pid, std::string(reinterpret_cast<const char*>(&m_.hdr), size_t(n))});
         return kGoOn;
     }
     // A gap means lost or forged messages: refuse, so that a sender waiting

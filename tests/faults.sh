@@ -108,11 +108,13 @@ t_signal_sender_waiting_for_ack() {
 # The sender is blocked in msgsnd on a full queue, or in read() on its input.
 t_signal_sender_blocked_in_msgsnd() {
   make_lines 20000
-  feed
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
   start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10 --async
-  wait_output
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
+  until grep -q connected "$T/s.err"; do sleep 0.01; done
   kill -STOP "$r_pid"
+  helper cat "$T/in" >&3
   wait_count 100
   sleep 0.1
   kill -TERM "$s_pid"
@@ -121,6 +123,8 @@ t_signal_sender_blocked_in_msgsnd() {
   finish r 3
   expect_status s 143
   expect_status r 1
+  # LEAVE is sent if it still fits in the full queue; else the watchdog tells.
+  expect_grep "$T/r.err" "^receiver: sender $s_pid (was interrupted|died) after [0-9]+ messages"
   expect_prefix
 }
 
