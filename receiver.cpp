@@ -188,7 +188,7 @@ private:
     int chat_reply(Client& c);
     bool reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n);
     int drain_outbox(bool block);
-    void check_senders();
+    int check_senders();
     int fail(const char* call);
     int write_failed();
     Client* find(pid_t pid);
@@ -212,7 +212,7 @@ private:
 int Receiver::run() {
     for (;;) {
         if (g_signal) return out_.flush() ? 1 : write_failed();
-        if (g_tick) check_senders();
+        if (int st = g_tick ? check_senders() : kGoOn; st != kGoOn) return st;
         if (done_ == opt_.senders && outbox_.empty())
             return out_.flush() ? (all_clean_ ? 0 : 1) : write_failed();
         if (int st = drain_outbox(false); st != kGoOn) return st;
@@ -394,9 +394,18 @@ int Receiver::drain_outbox(bool block) {
     return kGoOn;
 }
 
-// The watchdog ticked: a sender that died without a word is finished.
-void Receiver::check_senders() {
+// The watchdog ticked: a sender that died without a word is finished. What
+// it sent before it died (data, or its LEAVE) is read first.
+int Receiver::check_senders() {
     g_tick = 0;
+    auto dead = [this] {
+        for (const Client& c : clients_)
+            if (c.state != Client::kDone && !alive(c.pid)) return true;
+        return false;
+    };
+    if (!dead()) return kGoOn;
+    for (ssize_t n; !g_signal && (n = next_message(IPC_NOWAIT)) >= 0;)
+        if (int st = handle(n); st != kGoOn) return st;
     for (Client& c : clients_) {
         if (c.state == Client::kDone || alive(c.pid)) continue;
         // Dead after its END: it has everything it asked for.
@@ -405,6 +414,7 @@ void Receiver::check_senders() {
         else
             finish(c, false, "died");
     }
+    return kGoOn;
 }
 
 int Receiver::fail(const char* call) {

@@ -283,18 +283,15 @@ int Sender::await(uint16_t kind) {
         if (n < 0 && errno != EINTR) return fail("msgrcv");
         if (n < 0) {  // a signal (seen above), or the watchdog: anyone there?
             if (int st = check_receiver(); st != kGoOn) return st;
-            if (peer_ == 0 && now() >= deadline_) {
-                complain("no answer from a receiver on queue 0x%08x (waited %ld s)",
-                         unsigned(g_key), opt_.wait);
-                return on_interrupt();
-            }
+            continue;
+        }
+        uint32_t want = kind == kWelcome ? 0 : seq_;
+        if (!well_formed(r_, n)) {
+            complain("ignoring a malformed reply (%zd bytes)", n);
             continue;
         }
         trace("got", r_);
-        uint32_t want = kind == kWelcome ? 0 : seq_;
-        if (!well_formed(r_, n))
-            complain("ignoring a malformed reply (%zd bytes)", n);
-        else if (r_.hdr.kind == kRefuse && r_.hdr.seq == want && (!peer_ || r_.hdr.pid == peer_))
+        if (r_.hdr.kind == kRefuse && r_.hdr.seq == want && (!peer_ || r_.hdr.pid == peer_))
             return refused(kind);
         else if (r_.hdr.kind != kind || r_.hdr.seq != want || (peer_ && r_.hdr.pid != peer_))
             complain("ignoring a reply %s seq %u from %d: waiting for %s seq %u",
@@ -331,10 +328,16 @@ int Sender::await_ack() {
 }
 
 // The watchdog ticked: the queue may be gone, or the receiver dead without
-// removing it. Either ends the transfer.
+// removing it, or (before WELCOME) --wait over. Each ends the transfer.
 int Sender::check_receiver() {
-    if (!g_tick || peer_ == 0) return kGoOn;
+    if (!g_tick) return kGoOn;
     g_tick = 0;
+    if (peer_ == 0) {  // not welcomed yet: only --wait applies
+        if (now() < deadline_) return kGoOn;
+        complain("no answer from a receiver on queue 0x%08x (waited %ld s)", unsigned(g_key),
+                 opt_.wait);
+        return 1;
+    }
     msqid_ds ds;
     if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
     return alive(peer_) ? kGoOn : fail(nullptr);

@@ -94,6 +94,21 @@ t_no_receiver_times_out() {
   expect_grep "$T/s.err" "^sender: no receiver: queue $KEY does not exist \(waited 1 s\)$"
 }
 
+# A queue with no receiver behind it (left by a killed one): the sender
+# gives up after --wait, whether its HELLO got in or the queue was full.
+t_stale_queue_without_receiver() {
+  "$HOSTILE" "$KEY" squat
+  run s "${SENDER[@]}" -k "$KEY" -w 1 hello
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: no answer from a receiver on queue $KEY \(waited 1 s\)$"
+  "$HOSTILE" "$KEY" fill
+  start s2 "${SENDER[@]}" -k "$KEY" -w 1 hello
+  finish s2 4
+  expect_status s2 1
+  expect_grep "$T/s2.err" "^sender: no answer from a receiver on queue $KEY \(waited 1 s\)$"
+  ipcrm -Q "$KEY"
+}
+
 t_empty_input() {
   : >"$T/in"
   transfer
@@ -314,7 +329,7 @@ t_install_uninstall() {
 }
 
 TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messages
-  t_sender_starts_first t_no_receiver_times_out t_empty_input
+  t_sender_starts_first t_no_receiver_times_out t_stale_queue_without_receiver t_empty_input
   t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary
   t_random_20mb_async t_async_short_lines t_verbose_shows_each_message t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue

@@ -105,8 +105,8 @@ t_signal_sender_waiting_for_ack() {
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(6 bytes\)$"
 }
 
-# The sender is blocked in msgsnd on a full queue, or in read() on its input.
-t_signal_sender_blocked_in_msgsnd() {
+# An async sender fills the queue while the receiver is stopped.
+fill_behind_stopped_receiver() {
   make_lines 20000
   mkfifo "$T/fifo"
   exec 3<>"$T/fifo"
@@ -117,6 +117,11 @@ t_signal_sender_blocked_in_msgsnd() {
   helper cat "$T/in" >&3
   wait_count 100
   sleep 0.1
+}
+
+# The sender is blocked in msgsnd on a full queue, or in read() on its input.
+t_signal_sender_blocked_in_msgsnd() {
+  fill_behind_stopped_receiver
   kill -TERM "$s_pid"
   finish s 1
   kill -CONT "$r_pid"
@@ -125,6 +130,27 @@ t_signal_sender_blocked_in_msgsnd() {
   expect_status r 1
   # LEAVE is sent if it still fits in the full queue; else the watchdog tells.
   expect_grep "$T/r.err" "^receiver: sender $s_pid (was interrupted|died) after [0-9]+ messages"
+  expect_prefix
+}
+
+# What a sender sent before it died is still written, then it counts as
+# gone. The receiver stays stopped past a watchdog tick, so the tick is
+# waiting when it resumes, ahead of the messages.
+t_dead_sender_data_still_delivered() {
+  local queued size
+  fill_behind_stopped_receiver
+  queued=$("$HOSTILE" "$KEY" count)
+  kill -KILL "$s_pid"
+  finish s 1
+  sleep 1.2
+  kill -CONT "$r_pid"
+  finish r 3
+  expect_status r 1
+  size=$(stat -c %s "$T/r.out")
+  # One more than counted may have been handed to the sleeping receiver.
+  [ "$size" -ge $((queued * 100)) ] || fail "only $size bytes of $queued queued messages written"
+  expect_grep "$T/r.err" "^receiver: sender $s_pid died after $((size / 100)) messages \($size bytes\)$"
+  expect_no_grep "$T/r.err" ignoring
   expect_prefix
 }
 
@@ -360,7 +386,7 @@ check_fault() {
 }
 
 TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_mid_transfer
-  t_signal_sender_waiting_for_ack t_signal_sender_blocked_in_msgsnd
+  t_signal_sender_waiting_for_ack t_signal_sender_blocked_in_msgsnd t_dead_sender_data_still_delivered
   t_signal_sender_reading_input t_queue_removed_mid_transfer t_receiver_killed
   t_sender_killed t_stdout_closed t_stdout_full t_foreign_queue_untouched
   t_sender_refuses_squatted_queue t_sender_without_permission t_hostile_messages

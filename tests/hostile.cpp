@@ -6,6 +6,7 @@
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
 //   hostile KEY inject PID         a first async DATA message in the name of PID
 //   hostile KEY steal              take the first DATA request out of the queue
+//   hostile KEY fill               fill the queue with messages nobody reads
 //   hostile KEY squat              create the queue under KEY with mode 0666
 //   hostile KEY count              print how many messages the queue holds
 #include "common.h"
@@ -86,7 +87,7 @@ int steal(int id) {
 
 int main(int argc, char** argv) {
     g_prog = "hostile";
-    if (argc < 3) usage_error("usage: hostile KEY junk|forge PID|inject PID|qbytes N|steal|squat|count");
+    if (argc < 3) usage_error("usage: hostile KEY junk|forge PID|inject PID|qbytes N|steal|fill|squat|count");
     g_key = key_t(parse_number(argv[1], 0, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
     if (what == "squat") return msgget(g_key, IPC_CREAT | IPC_EXCL | 0666) < 0 ? 1 : 0;
@@ -96,6 +97,15 @@ int main(int argc, char** argv) {
     if (what == "inject" && argc > 3)
         inject(id, pid_t(parse_number(argv[3], 10, 1, INT_MAX, "PID")));
     if (what == "steal") return steal(id);
+    if (what == "fill") {
+        struct {
+            long mtype = 42;
+            char text[1000] = {};
+        } junk;
+        for (size_t n = sizeof junk.text; n > 0; n /= 2)  // to the last byte
+            while (msgsnd(id, &junk, n, IPC_NOWAIT) == 0) {
+            }
+    }
     msqid_ds ds = {};
     if (msgctl(id, IPC_STAT, &ds) < 0) return syscall_failed("msgctl"), 1;
     if (what == "count") printf("%lu\n", static_cast<unsigned long>(ds.msg_qnum));
