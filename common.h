@@ -347,6 +347,20 @@ inline ssize_t receive_message(int qid, Message& m, long type, int flags) {
     return msgrcv(qid, &m, kTextSize, type, flags | MSG_NOERROR);
 }
 
+// The most data[] one message on this queue can carry: msgmax refuses
+// bigger messages, and one bigger than msg_qbytes would wait for room
+// forever. 0 if not even the header fits; -1 with errno if msgctl failed.
+inline long max_data(int qid) {
+    msqid_ds ds = {};
+    msginfo info = {};
+    if (msgctl(qid, IPC_STAT, &ds) < 0 ||
+        msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) < 0)
+        return -1;
+    size_t limit = size_t(info.msgmax) < ds.msg_qbytes ? size_t(info.msgmax) : ds.msg_qbytes;
+    if (limit <= kHeaderSize) return 0;
+    return long(limit - kHeaderSize < kMaxData ? limit - kHeaderSize : kMaxData);
+}
+
 // A message whose length agrees with its header.
 inline bool well_formed(const Message& m, ssize_t n) {
     return n >= ssize_t(kHeaderSize) && m.hdr.len <= kMaxData &&

@@ -347,12 +347,15 @@ void Receiver::finish(Client& c, bool clean, const char* how) {
 // many replies as it takes; at end of input, an empty one.
 int Receiver::chat_reply(Client& c) {
     if (isatty(STDIN_FILENO) && !g_quiet) fprintf(stderr, "reply to %d> ", int(c.pid));
-    msqid_ds ds = {};
-    if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
-    size_t max = ds.msg_qbytes > kMsgMax ? kMaxData : ds.msg_qbytes - kHeaderSize;
+    long max = max_data(q_);  // msg_qbytes may have been lowered since we began
+    if (max < 0) return fail("msgctl");
+    if (max == 0) {
+        complain("the queue takes no message bigger than its header: cannot reply");
+        return 1;
+    }
     for (;;) {
         const char* p = nullptr;
-        ssize_t n = in_.next(max, &p);
+        ssize_t n = in_.next(size_t(max), &p);
         if (n < 0 && errno == EINTR && !g_signal) continue;  // the watchdog's tick
         if (n < 0 && g_signal) return 1;  // run() will say nothing more: it is a signal
         if (n < 0) {
@@ -365,8 +368,9 @@ int Receiver::chat_reply(Client& c) {
     }
 }
 
-// Answers the request in m_: sends the reply now if it fits, else queues it in the outbox: blocking here
-// could deadlock with a sender that waits for room to send us its request.
+// Answers the request in m_: sends the reply now if it fits in the queue,
+// else keeps it in the outbox. Blocking here could deadlock with a sender
+// that waits for room to send us its request.
 bool Receiver::reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n) {
     r_.mtype = reply_type(c.pid);
     r_.hdr = Header{int32_t(me_), kind, flags, m_.hdr.seq, uint32_t(n)};

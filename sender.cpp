@@ -8,7 +8,6 @@
 
 #include <getopt.h>
 
-#include <algorithm>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -157,18 +156,13 @@ int Sender::check_queue() {
                  unsigned(g_key), unsigned(ds.msg_perm.uid));
         return 1;
     }
-    msginfo info = {};
-    if (msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) < 0)
-        return fail("msgctl(IPC_INFO)");
-    // A message bigger than msgmax is refused, and one bigger than the
-    // queue's msg_qbytes would wait for room forever.
-    size_t limit = std::min<size_t>(size_t(info.msgmax), size_t(ds.msg_qbytes));
-    if (limit <= kHeaderSize) {
-        complain("queue 0x%08x takes messages of %zu bytes at most, too few", unsigned(g_key),
-                 limit);
+    long max = max_data(q_);
+    if (max < 0) return fail("msgctl");
+    if (max == 0) {
+        complain("queue 0x%08x takes no message bigger than its header", unsigned(g_key));
         return 1;
     }
-    chunk_ = std::min(kMaxData, limit - kHeaderSize);
+    chunk_ = size_t(max);
     return kGoOn;
 }
 

@@ -249,6 +249,20 @@ t_chat_mode() {
   expect_same "$T/want" "$T/s.out"
 }
 
+# Long replies on a queue of 200 bytes: split into many small replies.
+t_chat_mode_small_queue() {
+  { head -c 5000 /dev/zero | tr '\0' 'q'; printf '\nsecond\n'; } >"$T/in"
+  { head -c 3000 /dev/zero | tr '\0' 'a'; printf '\nok\n'; } >"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  wait_queue
+  "$HOSTILE" "$KEY" qbytes 200
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  expect_same "$T/replies" "$T/s.out"
+}
+
 # At the end of its input the receiver answers with empty replies.
 t_chat_mode_replies_run_out() {
   printf 'one\ntwo\nthree\n' >"$T/in"
@@ -333,5 +347,5 @@ TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messa
   t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary
   t_random_20mb_async t_async_short_lines t_verbose_shows_each_message t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue
-  t_small_queue_sync_and_async t_chat_mode t_chat_mode_replies_run_out t_extra_sender_refused
+  t_small_queue_sync_and_async t_chat_mode t_chat_mode_small_queue t_chat_mode_replies_run_out t_extra_sender_refused
   t_async_tally_finds_injection t_async_lost_message_refused t_install_uninstall)
