@@ -55,7 +55,8 @@ enum Kind : uint16_t {
     kWelcome = 16,  // the receiver's pid is in hdr.pid
     kAck = 17,      // data up to hdr.seq is written; data[] is a chat reply
     kTally = 18,    // data[] is a Tally of everything received
-    kRefuse = 19,   // the receiver serves no more senders
+    kRefuse = 19,   // no: to HELLO, it serves no more senders; to anything
+                    // else, hdr.seq was not the next one expected
 };
 
 enum Flag : uint16_t {
@@ -72,6 +73,11 @@ struct Header {
     uint32_t seq;    // sender's message number: kHello is 0, then 1, 2, ...
     uint32_t len;    // bytes of data[] in use
 };
+// The layout README.md documents, byte for byte.
+static_assert(sizeof(Header) == 16 && offsetof(Header, kind) == 4 &&
+                  offsetof(Header, flags) == 6 && offsetof(Header, seq) == 8 &&
+                  offsetof(Header, len) == 12,
+              "the header is 16 bytes, no padding");
 
 // 8192 is Linux's default msgmax: the largest mtext that every queue accepts
 // out of the box. A message is never sent bigger than it needs to be: only
