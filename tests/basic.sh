@@ -303,7 +303,7 @@ async_behind_stopped_receiver() {
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" --async
   until grep -q 'connected' "$T/s.err"; do sleep 0.02; done
-  kill -STOP "$r_pid"
+  stop "$r_pid"
   "$HOSTILE" "$KEY" "$1" "$s_pid"
   printf 'one\ntwo\nthree\n' >&3
   exec 3>&-

@@ -95,7 +95,7 @@ t_signal_sender_waiting_for_ack() {
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
   until grep -q connected "$T/s.err"; do sleep 0.01; done
-  kill -STOP "$r_pid"
+  stop "$r_pid"
   echo hello >&3
   wait_count 1
   kill -INT "$s_pid"
@@ -115,7 +115,7 @@ fill_behind_stopped_receiver() {
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
   until grep -q connected "$T/s.err"; do sleep 0.01; done
-  kill -STOP "$r_pid"
+  stop "$r_pid"
   helper cat "$T/in" >&3
   wait_count 100
   sleep 0.1

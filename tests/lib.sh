@@ -121,6 +121,19 @@ wait_count() {
   done
 }
 
+# stop PID : SIGSTOP, then wait until it has really stopped. Until then the
+# process may still be waiting in msgrcv, and the kernel hands a new message
+# straight to a waiting receiver instead of queueing it.
+stop() {
+  local state ticks=0
+  kill -STOP "$1"
+  while read -r _ _ state _ <"/proc/$1/stat" && [ "$state" != T ]; do
+    [ "$ticks" -lt 250 ] || { fail "process $1 did not stop"; return 1; }
+    sleep 0.01
+    ticks=$((ticks + 1))
+  done
+}
+
 # as_user UID CMD... : run CMD as an unprivileged user (root only).
 as_user() {
   local uid=$1
