@@ -172,7 +172,7 @@ int Sender::say_hello() {
     if (st != kGoOn) return st;
     peer_ = r_.hdr.pid;
     note("connected to receiver %d", int(peer_));
-    if (interactive_) note("type lines to send; Ctrl-D ends");
+    if (interactive_ && opt_.messages.empty()) note("type lines to send; Ctrl-D ends");
     return kGoOn;
 }
 

@@ -75,6 +75,7 @@ t_args_as_messages() {
   expect_empty "$T/s.out"
   expect_grep "$T/r.err" "queue $KEY \(id [0-9]+\) ready"
   expect_grep "$T/s.err" 'done: 21 bytes in 2 messages delivered'
+  expect_no_grep "$T/s.err" 'type lines|delivered message'
 }
 
 t_sender_starts_first() {
@@ -154,6 +155,30 @@ t_verbose_shows_each_message() {
   expect_grep "$T/r.err" "^receiver: got DATA type 1 seq 2, 4 bytes, pid $s_pid$"
   expect_grep "$T/r.err" "^receiver: sent ACK type 2\^31\+$s_pid seq 2, 0 bytes, pid $r_pid$"
   expect_grep "$T/s.err" "^sender: got TALLY type 2\^31\+$s_pid seq 3, 16 bytes, pid $r_pid$"
+}
+
+# On a terminal (script(1) gives it one, and merges its stderr into the
+# transcript) the sender prompts and confirms each delivery, and a chatting
+# receiver prompts for its reply. On a pipe neither does: t_args_as_messages.
+t_terminal_prompts() {
+  printf 'typed line\n' >"$T/typed"
+  printf 'my answer\n' >"$T/answer"
+  IN=$T/answer start r script -qec "${RECEIVER[*]} -k $KEY --reply" /dev/null
+  IN=$T/typed run s script -qec "${SENDER[*]} -k $KEY" /dev/null
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_grep "$T/s.out" '^sender: type lines to send; Ctrl-D ends'
+  expect_grep "$T/s.out" '^sender: delivered message 1 \(11 bytes\)'
+  expect_grep "$T/s.out" '^my answer'
+  expect_grep "$T/r.out" "reply to [0-9]+> "
+  # Messages given as arguments: confirmed, but nothing to type.
+  start r2 "${RECEIVER[@]}" -k "$KEY"
+  run s2 script -qec "${SENDER[*]} -k $KEY hello" /dev/null
+  finish r2
+  expect_status s2 0
+  expect_grep "$T/s2.out" '^sender: delivered message 1 \(6 bytes\)'
+  expect_no_grep "$T/s2.out" 'type lines'
 }
 
 t_quiet_is_quiet() {
@@ -345,7 +370,7 @@ t_install_uninstall() {
 TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messages
   t_sender_starts_first t_no_receiver_times_out t_stale_queue_without_receiver t_empty_input
   t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary
-  t_random_20mb_async t_async_short_lines t_verbose_shows_each_message t_quiet_is_quiet
+  t_random_20mb_async t_async_short_lines t_verbose_shows_each_message t_terminal_prompts t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue
   t_small_queue_sync_and_async t_chat_mode t_chat_mode_small_queue t_chat_mode_replies_run_out t_extra_sender_refused
   t_async_tally_finds_injection t_async_lost_message_refused t_install_uninstall)
