@@ -88,6 +88,24 @@ t_signal_receiver_mid_transfer() {
   done
 }
 
+# The receiver is blocked in write(): its stdout is a pipe nobody reads.
+t_signal_receiver_blocked_in_write() {
+  make_lines 20000
+  feed
+  mkfifo "$T/pipe"
+  exec 5<>"$T/pipe"
+  # shellcheck disable=SC2016
+  start r bash -c 'exec "$@" >"$0"' "$T/pipe" "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10
+  blocked_in "$r_pid" pipe_write
+  kill -TERM "$r_pid"
+  finish r 1
+  finish s 3
+  expect_status r 143
+  expect_status s 1
+  expect_no_grep "$T/r.err" 'write:'
+}
+
 # The sender waits for an acknowledgment that does not come; Ctrl-C.
 t_signal_sender_waiting_for_ack() {
   mkfifo "$T/fifo"
@@ -387,7 +405,7 @@ check_fault() {
 }
 
 TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_mid_transfer
-  t_signal_sender_waiting_for_ack t_signal_sender_blocked_in_msgsnd t_dead_sender_data_still_delivered
+  t_signal_receiver_blocked_in_write t_signal_sender_waiting_for_ack t_signal_sender_blocked_in_msgsnd t_dead_sender_data_still_delivered
   t_signal_sender_reading_input t_queue_removed_mid_transfer t_receiver_killed
   t_sender_killed t_stdout_closed t_stdout_full t_foreign_queue_untouched
   t_sender_refuses_squatted_queue t_sender_without_permission t_hostile_messages

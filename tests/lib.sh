@@ -134,6 +134,21 @@ stop() {
   done
 }
 
+# blocked_in PID WORD : until PID sleeps in a kernel function whose name has
+# WORD in it (/proc/PID/wchan). Where the kernel hides it, a second's wait.
+blocked_in() {
+  local ticks=0 where
+  while where=$(cat "/proc/$1/wchan" 2>/dev/null) && [[ $where != *"$2"* ]]; do
+    if [ -z "$where" ] || [ "$where" = 0 ]; then
+      sleep 1
+      return 0
+    fi
+    [ "$ticks" -lt 250 ] || { fail "process $1 never blocked in $2 (it is in $where)"; return 1; }
+    sleep 0.02
+    ticks=$((ticks + 1))
+  done
+}
+
 # as_user UID CMD... : run CMD as an unprivileged user (root only).
 as_user() {
   local uid=$1
