@@ -257,7 +257,7 @@ int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
             return kGoOn;
         }
         if (errno == EAGAIN && wait) {
-            note("the queue is full: waiting for room from now on");
+            if (g_verbose) complain("the queue is full: waiting for room from now on");
             queue_filled_ = true;
             wait = 0;
         } else if (errno != EINTR) {  // msgsnd is never restarted: EINTR comes back

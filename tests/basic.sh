@@ -141,7 +141,9 @@ t_random_20mb_async() {
 
 t_async_short_lines() {
   seq 1 200000 >"$T/in"
-  transfer --async
+  transfer --async -v
+  expect_grep "$T/s.err" '^sender: the queue is full: waiting for room from now on$'
+  [ "$(grep -c 'queue is full' "$T/s.err")" -eq 1 ] || fail "more than one 'queue is full'"
   expect_grep "$T/s.err" 'done: 1288895 bytes in 200000 messages delivered'
 }
 
