@@ -165,9 +165,9 @@ inline void syscall_failed(const char* call) {
 
 // getopt_long's '?' or ':' (opterr is 0, so that this is the only line).
 [[noreturn]] inline void bad_option(int c, char** argv) {
-    const char* opt = argv[optind - 1];
-    if (c == ':') usage_error("option '%s' needs an argument", opt);
-    usage_error("unknown option '%s'", opt);
+    if (c == ':') usage_error("option '%s' needs an argument", argv[optind - 1]);
+    if (optopt != 0) usage_error("unknown option '-%c'", optopt);  // a short one
+    usage_error("unknown option '%s'", argv[optind - 1]);
 }
 
 // strtoll with every check (TLPI get_num): the whole string, in range.
@@ -196,8 +196,8 @@ inline void ipc_failed(const char* call) {
 inline bool alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
 // ---- Signals --------------------------------------------------------------
-// Handlers only record what happened; the loops act on it when the blocking
-// call returns EINTR. They are installed without SA_RESTART so that a
+// Handlers only record what happened (and arm an alarm, below); the loops
+// act on it before each blocking call and when one returns EINTR. They are installed without SA_RESTART so that a
 // blocked read() or write() is interrupted too, not only msgsnd/msgrcv
 // (which the kernel never restarts: signal(7)).
 inline volatile sig_atomic_t g_signal = 0;  // SIGINT/SIGTERM/SIGHUP received

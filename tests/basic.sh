@@ -51,6 +51,9 @@ t_usage_errors() {
   run s1 ./sender --wait soon
   expect_status s1 2
   expect_grep "$T/s1.err" "^sender: --wait: not a number: 'soon'"
+  run s3 ./sender -qx
+  expect_status s3 2
+  expect_grep "$T/s3.err" "^sender: unknown option '-x'$"
   run s2 ./sender --key 0
   expect_status s2 2
   expect_grep "$T/s2.err" '^sender: --key: out of range'
