@@ -163,6 +163,15 @@ inline void syscall_failed(const char* call) {
     exit(2);
 }
 
+// After --help or --version: the output counts, so its flush is checked.
+[[noreturn]] inline void exit_after_printing() {
+    if (fclose(stdout) != 0) {
+        complain("write: %s", strerror(errno));
+        exit(1);
+    }
+    exit(0);
+}
+
 // getopt_long's '?' or ':' (opterr is 0, so that this is the only line).
 [[noreturn]] inline void bad_option(int c, char** argv) {
     if (c == ':') usage_error("option '%s' needs an argument", argv[optind - 1]);

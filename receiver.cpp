@@ -25,26 +25,26 @@ struct Options {
     bool force = false;
 };
 
-void usage(FILE* to) {
-    fprintf(to,
-            "Usage: receiver [OPTION]...\n"
-            "Create a System V message queue, write what senders send to standard\n"
-            "output, and remove the queue when they have finished.\n"
-            "\n"
-            "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
-            "                      (default 0x%08x: a fixed base plus your uid)\n"
-            "  -m, --mode=OCTAL    permissions of the new queue (default 0600)\n"
-            "  -n, --senders=N     serve N senders, then exit (default 1)\n"
-            "  -r, --reply         chat: answer each line with a line read from stdin\n"
-            "  -f, --force         replace a queue of yours left under the key\n"
-            "  -q, --quiet         no status lines or prompts on stderr\n"
-            "  -v, --verbose       one stderr line per message\n"
-            "  -h, --help          show this help and exit\n"
-            "  -V, --version       show the version and exit\n"
-            "\n"
-            "Exit status: 0 every sender finished, 1 failure or a sender that did\n"
-            "not finish, 2 usage error; SIGINT, SIGTERM, SIGHUP: killed by it.\n",
-            unsigned(default_key()));
+void usage() {
+    (void)printf(
+           "Usage: receiver [OPTION]...\n"
+           "Create a System V message queue, write what senders send to standard\n"
+           "output, and remove the queue when they have finished.\n"
+           "\n"
+           "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
+           "                      (default 0x%08x: a fixed base plus your uid)\n"
+           "  -m, --mode=OCTAL    permissions of the new queue (default 0600)\n"
+           "  -n, --senders=N     serve N senders, then exit (default 1)\n"
+           "  -r, --reply         chat: answer each line with a line read from stdin\n"
+           "  -f, --force         replace a queue of yours left under the key\n"
+           "  -q, --quiet         no status lines or prompts on stderr\n"
+           "  -v, --verbose       one stderr line per message\n"
+           "  -h, --help          show this help and exit\n"
+           "  -V, --version       show the version and exit\n"
+           "\n"
+           "Exit status: 0 every sender finished, 1 failure or a sender that did\n"
+           "not finish, 2 usage error; SIGINT, SIGTERM, SIGHUP: killed by it.\n",
+           unsigned(default_key()));
 }
 
 Options parse_options(int argc, char** argv) {
@@ -66,8 +66,8 @@ Options parse_options(int argc, char** argv) {
         case 'f': o.force = true; break;
         case 'q': g_quiet = true; break;
         case 'v': g_verbose = true; break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf("receiver (msgq-pair) %s\n", kVersion); exit(0);
+        case 'h': usage(); exit_after_printing();
+        case 'V': printf("receiver (msgq-pair) %s\n", kVersion); exit_after_printing();
         default: bad_option(c, argv);
         }
     }
@@ -346,7 +346,7 @@ void Receiver::finish(Client& c, bool clean, const char* how) {
 // Chat mode: the acknowledgment carries a line read from our stdin, in as
 // many replies as it takes; at end of input, an empty one.
 int Receiver::chat_reply(Client& c) {
-    if (isatty(STDIN_FILENO) && !g_quiet) fprintf(stderr, "reply to %d> ", int(c.pid));
+    if (isatty(STDIN_FILENO) && !g_quiet) (void)fprintf(stderr, "reply to %d> ", int(c.pid));
     long max = max_data(q_);  // msg_qbytes may have been lowered since we began
     if (max < 0) return fail("msgctl");
     if (max == 0) {

@@ -21,24 +21,24 @@ struct Options {
     std::vector<const char*> messages;
 };
 
-void usage(FILE* to) {
-    fprintf(to,
-            "Usage: sender [OPTION]... [MESSAGE]...\n"
-            "Send each MESSAGE as a line, or else standard input, to the receiver.\n"
-            "\n"
-            "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
-            "                      (default 0x%08x: a fixed base plus your uid)\n"
-            "  -w, --wait=SECONDS  wait this long for the receiver (default 30)\n"
-            "  -a, --async         do not wait for each acknowledgment, only for the\n"
-            "                      receiver's final tally\n"
-            "  -q, --quiet         no status lines, prompts or confirmations on stderr\n"
-            "  -v, --verbose       one stderr line per message\n"
-            "  -h, --help          show this help and exit\n"
-            "  -V, --version       show the version and exit\n"
-            "\n"
-            "Exit status: 0 all delivered, 1 failure, 2 usage error;\n"
-            "SIGINT, SIGTERM, SIGHUP: killed by it.\n",
-            unsigned(default_key()));
+void usage() {
+    (void)printf(
+           "Usage: sender [OPTION]... [MESSAGE]...\n"
+           "Send each MESSAGE as a line, or else standard input, to the receiver.\n"
+           "\n"
+           "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
+           "                      (default 0x%08x: a fixed base plus your uid)\n"
+           "  -w, --wait=SECONDS  wait this long for the receiver (default 30)\n"
+           "  -a, --async         do not wait for each acknowledgment, only for the\n"
+           "                      receiver's final tally\n"
+           "  -q, --quiet         no status lines, prompts or confirmations on stderr\n"
+           "  -v, --verbose       one stderr line per message\n"
+           "  -h, --help          show this help and exit\n"
+           "  -V, --version       show the version and exit\n"
+           "\n"
+           "Exit status: 0 all delivered, 1 failure, 2 usage error;\n"
+           "SIGINT, SIGTERM, SIGHUP: killed by it.\n",
+           unsigned(default_key()));
 }
 
 Options parse_options(int argc, char** argv) {
@@ -57,8 +57,8 @@ Options parse_options(int argc, char** argv) {
         case 'a': o.async = true; break;
         case 'q': g_quiet = true; break;
         case 'v': g_verbose = true; break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf("sender (msgq-pair) %s\n", kVersion); exit(0);
+        case 'h': usage(); exit_after_printing();
+        case 'V': printf("sender (msgq-pair) %s\n", kVersion); exit_after_printing();
         default: bad_option(c, argv);
         }
     }
@@ -140,7 +140,7 @@ int Sender::open_queue() {
         }
         if (!said) note("waiting for the receiver to create queue 0x%08x", unsigned(g_key));
         said = true;
-        timespec pause = {0, 50 * 1000 * 1000};  // no notice exists for a new queue
+        timespec pause = {0, 50'000'000};  // 50 ms: no notice exists for a new queue
         nanosleep(&pause, nullptr);
     }
     return kGoOn;

@@ -33,6 +33,8 @@ t_help_and_version() {
     expect_grep README.md -- "$opt"
   done
   expect_grep "$T/rv.out" '^receiver \(msgq-pair\) [0-9.]+$'
+  ./receiver --help >/dev/full 2>"$T/full.err" && fail "--help to /dev/full exited 0"
+  expect_grep "$T/full.err" '^receiver: write: No space left on device$'
 }
 
 t_usage_errors() {
