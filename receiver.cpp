@@ -192,6 +192,7 @@ private:
     int fail(const char* call);
     int write_failed();
     Client* find(pid_t pid);
+    bool holding(pid_t pid) const;
     Client* owner() { return owner_ < 0 ? nullptr : &clients_[size_t(owner_)]; }
 
     int q_;
@@ -399,7 +400,8 @@ int Receiver::drain_outbox(bool block) {
 }
 
 // The watchdog ticked: a sender that died without a word is finished. What
-// it sent before it died (data, or its LEAVE) is read first.
+// it sent before it died (data, or its LEAVE) is handled first, including
+// requests held back for another sender's line: a later tick finishes it.
 int Receiver::check_senders() {
     g_tick = 0;
     auto dead = [this] {
@@ -411,7 +413,7 @@ int Receiver::check_senders() {
     for (ssize_t n; !g_signal && (n = next_message(IPC_NOWAIT)) >= 0;)
         if (int st = handle(n); st != kGoOn) return st;
     for (Client& c : clients_) {
-        if (c.state == Client::kDone || alive(c.pid)) continue;
+        if (c.state == Client::kDone || alive(c.pid) || holding(c.pid)) continue;
         // Dead after its END: it has everything it asked for.
         if (c.state == Client::kClosing)
             finish(c, true, nullptr);
@@ -431,6 +433,12 @@ int Receiver::fail(const char* call) {
 int Receiver::write_failed() {
     if (!g_signal) syscall_failed("write");  // a signal interrupted it: no error
     return 1;
+}
+
+bool Receiver::holding(pid_t pid) const {
+    for (const Held& h : deferred_)
+        if (h.pid == pid) return true;
+    return false;
 }
 
 Client* Receiver::find(pid_t pid) {

@@ -233,6 +233,33 @@ t_receiver_killed() {
   expect_grep "$T/r3.err" 'removed the old queue'
 }
 
+# Sender a stalls in the middle of a long line, so async sender b's lines
+# are held back; then b is killed. Its lines were sent before it died: once
+# a's line ends they are written, and only then is b finished.
+t_dead_sender_held_lines_written() {
+  mkfifo "$T/fa" "$T/fb"
+  exec 3<>"$T/fa" 5<>"$T/fb"
+  start r "${RECEIVER[@]}" -k "$KEY" --senders 2 -v
+  IN=$T/fa start a "${SENDER[@]}" -k "$KEY" -w 10
+  IN=$T/fb start b "${SENDER[@]}" -k "$KEY" -w 10 --async
+  head -c 10000 /dev/zero | tr '\0' a >&3
+  until grep -q "got DATA .*(line continues), pid $a_pid" "$T/r.err"; do sleep 0.01; done
+  printf 'b1\nb2\nb3\n' >&5
+  until [ "$(grep -c "got DATA .*pid $b_pid" "$T/r.err")" -eq 3 ]; do sleep 0.01; done
+  kill -9 "$b_pid"
+  finish b 1
+  sleep 1.5  # a watchdog tick finds b dead while its lines are held
+  printf '\n' >&3
+  exec 3>&-
+  finish a 3
+  finish r 3
+  expect_status a 0
+  expect_status r 1
+  { head -c 10000 /dev/zero | tr '\0' a; printf '\nb1\nb2\nb3\n'; } >"$T/want"
+  expect_same "$T/want" "$T/r.out"
+  expect_grep "$T/r.err" "^receiver: sender $b_pid died after 3 messages \(9 bytes\)$"
+}
+
 t_sender_killed() {
   make_lines 20000
   feed
@@ -407,6 +434,6 @@ check_fault() {
 TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_mid_transfer
   t_signal_receiver_blocked_in_write t_signal_sender_waiting_for_ack t_signal_sender_blocked_in_msgsnd t_dead_sender_data_still_delivered
   t_signal_sender_reading_input t_queue_removed_mid_transfer t_receiver_killed
-  t_sender_killed t_stdout_closed t_stdout_full t_foreign_queue_untouched
+  t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full t_foreign_queue_untouched
   t_sender_refuses_squatted_queue t_sender_without_permission t_hostile_messages
   t_random_faults)
