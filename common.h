@@ -204,6 +204,11 @@ inline void ipc_failed(const char* call) {
 
 inline bool alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
+// A queue is ours only if we both own it and created it: a creator keeps
+// its rights after handing the queue to someone else with IPC_SET.
+inline bool ours(const ipc_perm& p) { return p.uid == getuid() && p.cuid == getuid(); }
+inline unsigned stranger(const ipc_perm& p) { return p.uid != getuid() ? p.uid : p.cuid; }
+
 // ---- Signals --------------------------------------------------------------
 // Handlers only record what happened (and arm an alarm, below); the loops
 // act on it before each blocking call and when one returns EINTR. They are installed without SA_RESTART so that a

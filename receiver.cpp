@@ -126,9 +126,9 @@ int replace_existing(const Options& o) {
             syscall_failed(old < 0 ? "msgget" : "msgctl(IPC_STAT)");
         return -1;
     }
-    if (ds.msg_perm.uid != getuid() || ds.msg_perm.cuid != getuid()) {
+    if (!ours(ds.msg_perm)) {
         complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)",
-                 unsigned(o.key), unsigned(ds.msg_perm.uid));
+                 unsigned(o.key), stranger(ds.msg_perm));
         return -1;
     }
     if (!o.force) {

@@ -151,9 +151,9 @@ int Sender::open_queue() {
 int Sender::check_queue() {
     msqid_ds ds = {};
     if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
-    if (ds.msg_perm.uid != getuid() || ds.msg_perm.cuid != getuid()) {
+    if (!ours(ds.msg_perm)) {
         complain("queue 0x%08x belongs to uid %u, not to you; refusing to send to it",
-                 unsigned(g_key), unsigned(ds.msg_perm.uid));
+                 unsigned(g_key), stranger(ds.msg_perm));
         return 1;
     }
     long max = max_data(q_);
