@@ -327,6 +327,19 @@ t_sender_refuses_squatted_queue() {
   ipcrm -Q "$KEY"
 }
 
+# The squatter hands the queue to the victim with IPC_SET, but as its
+# creator keeps every right to it: still not ours.
+t_sender_refuses_handed_over_queue() {
+  need_root
+  as_user 4242 "$HOSTILE" "$KEY" squat || fail "could not squat"
+  as_user 4242 "$HOSTILE" "$KEY" handover 4343 || fail "could not hand over"
+  run s as_user 4343 ./sender -k "$KEY" -w 2 secret
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: queue $KEY belongs to uid 4242, not to you; refusing to send to it$"
+  [ "$("$HOSTILE" "$KEY" count)" = 0 ] || fail "something was sent into the queue"
+  ipcrm -Q "$KEY"
+}
+
 t_sender_without_permission() {
   need_root
   start r "${RECEIVER[@]}" -k "$KEY"
@@ -438,5 +451,5 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_signal_receiver_blocked_in_write t_signal_sender_waiting_for_ack t_signal_sender_blocked_in_msgsnd t_dead_sender_data_still_delivered
   t_signal_sender_reading_input t_queue_removed_mid_transfer t_receiver_killed
   t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full t_foreign_queue_untouched
-  t_sender_refuses_squatted_queue t_sender_without_permission t_hostile_messages
+  t_sender_refuses_squatted_queue t_sender_refuses_handed_over_queue t_sender_without_permission t_hostile_messages
   t_random_faults)

@@ -8,6 +8,7 @@
 //   hostile KEY steal              take the first DATA request out of the queue
 //   hostile KEY fill               fill the queue with messages nobody reads
 //   hostile KEY squat              create the queue under KEY with mode 0666
+//   hostile KEY handover UID       make UID the owner (the creator stays)
 //   hostile KEY count              print how many messages the queue holds
 #include "common.h"
 
@@ -87,7 +88,7 @@ int steal(int id) {
 
 int main(int argc, char** argv) {
     g_prog = "hostile";
-    if (argc < 3) usage_error("usage: hostile KEY junk|forge PID|inject PID|qbytes N|steal|fill|squat|count");
+    if (argc < 3) usage_error("usage: hostile KEY junk|forge PID|inject PID|qbytes N|steal|fill|squat|handover UID|count");
     g_key = key_t(parse_number(argv[1], 0, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
     if (what == "squat") return msgget(g_key, IPC_CREAT | IPC_EXCL | 0666) < 0 ? 1 : 0;
@@ -109,6 +110,10 @@ int main(int argc, char** argv) {
     msqid_ds ds = {};
     if (msgctl(id, IPC_STAT, &ds) < 0) return syscall_failed("msgctl"), 1;
     if (what == "count") printf("%lu\n", static_cast<unsigned long>(ds.msg_qnum));
+    if (what == "handover" && argc > 3) {
+        ds.msg_perm.uid = uid_t(parse_number(argv[3], 10, 0, INT_MAX, "UID"));
+        if (msgctl(id, IPC_SET, &ds) < 0) return syscall_failed("msgctl(IPC_SET)"), 1;
+    }
     if (what == "qbytes" && argc > 3) {
         ds.msg_qbytes = msglen_t(parse_number(argv[3], 10, 1, 1 << 20, "N"));
         if (msgctl(id, IPC_SET, &ds) < 0) return syscall_failed("msgctl(IPC_SET)"), 1;
