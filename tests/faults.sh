@@ -398,12 +398,14 @@ t_random_faults() {
     fault=${faults[RANDOM % ${#faults[@]}]}
     feed
     rm -f "$T"/r*.* "$T"/s*.*
-    start r "${RECEIVER[@]}" -k "$KEY" -q
+    start r "${RECEIVER[@]}" -k "$KEY"
     if ((RANDOM % 2)); then
-      IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10 -q
+      IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10
     else
-      IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10 -q --async
+      IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10 --async
     fi
+    # Faults meet a session: before the handshake only --wait bounds the sender.
+    until grep -q connected "$T/s.err"; do sleep 0.01; done
     sleep "0.$((RANDOM % 400))"
     case $fault in
       ipcrm) ipcrm -Q "$KEY" ;;
