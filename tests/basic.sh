@@ -146,19 +146,44 @@ t_random_20mb_async() {
 
 t_async_short_lines() {
   seq 1 200000 >"$T/in"
-  transfer --async -v
-  expect_grep "$T/s.err" '^sender: the queue is full: waiting for room from now on$'
-  [ "$(grep -c 'queue is full' "$T/s.err")" -eq 1 ] || fail "more than one 'queue is full'"
+  transfer --async
   expect_grep "$T/s.err" 'done: 1288895 bytes in 200000 messages delivered'
+}
+
+# Both programs with OPTION; $T/in goes through unchanged.
+run_pair() {
+  start r "${RECEIVER[@]}" -k "$KEY" "$1"
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY" "$1"
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+}
+
+# An async sender meets a full queue (the receiver is stopped): it waits,
+# says so once with -v, and nothing is lost.
+t_async_waits_for_room() {
+  seq 1 20000 >"$T/in"
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" --async -v
+  until grep -q connected "$T/s.err"; do sleep 0.01; done
+  stop "$r_pid"
+  helper cat "$T/in" >&3
+  wait_count 100
+  kill -CONT "$r_pid"
+  exec 3>&-  # the sender's input ends when the helper has written it all
+  finish s
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  [ "$(grep -c '^sender: the queue is full: waiting for room from now on$' "$T/s.err")" -eq 1 ] ||
+    fail "'the queue is full' not said exactly once"
 }
 
 t_verbose_shows_each_message() {
   printf 'one\ntwo\n' >"$T/in"
-  start r "${RECEIVER[@]}" -k "$KEY" -v
-  IN=$T/in run s "${SENDER[@]}" -k "$KEY" -v
-  finish r
-  expect_clean_run r s
-  expect_same "$T/in" "$T/r.out"
+  run_pair -v
   expect_grep "$T/r.err" "^receiver: got DATA type 1 seq 2, 4 bytes, pid $s_pid$"
   expect_grep "$T/r.err" "^receiver: sent ACK type 2\^31\+$s_pid seq 2, 0 bytes, pid $r_pid$"
   expect_grep "$T/s.err" "^sender: got TALLY type 2\^31\+$s_pid seq 3, 16 bytes, pid $r_pid$"
@@ -190,10 +215,7 @@ t_terminal_prompts() {
 
 t_quiet_is_quiet() {
   printf 'x\n' >"$T/in"
-  start r "${RECEIVER[@]}" -k "$KEY" -q
-  IN=$T/in run s "${SENDER[@]}" -k "$KEY" -q
-  finish r
-  expect_clean_run r s
+  run_pair -q
   expect_empty "$T/r.err"
   expect_empty "$T/s.err"
 }
@@ -268,15 +290,25 @@ t_small_queue_sync_and_async() {
   expect_same "$T/in" "$T/r2.out"
 }
 
-t_chat_mode() {
-  { printf 'hi\n'; head -c 20000 /dev/zero | tr '\0' 'y'; printf '\nbye\n'; } >"$T/in"
-  { printf 'hello back\n'; head -c 20000 /dev/zero | tr '\0' 'z'; printf '\nsee you\n'; } >"$T/want"
-  { cat "$T/want"; printf 'one reply too many\n'; } >"$T/replies"
+# chat [QBYTES]: $T/in from the sender, $T/replies as the receiver's stdin
+# in --reply mode, on a queue lowered to QBYTES if given.
+chat() {
   IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  if [ -n "${1:-}" ]; then
+    wait_queue
+    "$HOSTILE" "$KEY" qbytes "$1"
+  fi
   IN=$T/in run s "${SENDER[@]}" -k "$KEY"
   finish r
   expect_clean_run r s
   expect_same "$T/in" "$T/r.out"
+}
+
+t_chat_mode() {
+  { printf 'hi\n'; head -c 20000 /dev/zero | tr '\0' 'y'; printf '\nbye\n'; } >"$T/in"
+  { printf 'hello back\n'; head -c 20000 /dev/zero | tr '\0' 'z'; printf '\nsee you\n'; } >"$T/want"
+  { cat "$T/want"; printf 'one reply too many\n'; } >"$T/replies"
+  chat
   # One reply per line, however many messages the line took.
   expect_same "$T/want" "$T/s.out"
 }
@@ -285,13 +317,7 @@ t_chat_mode() {
 t_chat_mode_small_queue() {
   { head -c 5000 /dev/zero | tr '\0' 'q'; printf '\nsecond\n'; } >"$T/in"
   { head -c 3000 /dev/zero | tr '\0' 'a'; printf '\nok\n'; } >"$T/replies"
-  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
-  wait_queue
-  "$HOSTILE" "$KEY" qbytes 200
-  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
-  finish r
-  expect_clean_run r s
-  expect_same "$T/in" "$T/r.out"
+  chat 200
   expect_same "$T/replies" "$T/s.out"
 }
 
@@ -299,11 +325,7 @@ t_chat_mode_small_queue() {
 t_chat_mode_replies_run_out() {
   printf 'one\ntwo\nthree\n' >"$T/in"
   printf 'only reply\n' >"$T/replies"
-  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
-  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
-  finish r
-  expect_clean_run r s
-  expect_same "$T/in" "$T/r.out"
+  chat
   expect_same "$T/replies" "$T/s.out"
 }
 
@@ -377,7 +399,7 @@ t_install_uninstall() {
 TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messages
   t_sender_starts_first t_no_receiver_times_out t_stale_queue_without_receiver t_empty_input
   t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary
-  t_random_20mb_async t_async_short_lines t_verbose_shows_each_message t_terminal_prompts t_quiet_is_quiet
+  t_random_20mb_async t_async_short_lines t_async_waits_for_room t_verbose_shows_each_message t_terminal_prompts t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue
   t_small_queue_sync_and_async t_chat_mode t_chat_mode_small_queue t_chat_mode_replies_run_out t_extra_sender_refused
   t_async_tally_finds_injection t_async_lost_message_refused t_install_uninstall)

@@ -316,10 +316,13 @@ t_foreign_queue_untouched() {
   ipcrm -Q "$KEY"
 }
 
-# A squatter creates our key first, mode 0666, to read what we send.
-t_sender_refuses_squatted_queue() {
+# A squatter (uid 4242) creates our key first, mode 0666, to read what we
+# send; it may even hand the queue to us (4343) with IPC_SET, but as its
+# creator it keeps every right to it. Nothing is sent either way.
+squatted_queue_refused() {
   need_root
   as_user 4242 "$HOSTILE" "$KEY" squat || fail "could not squat"
+  [ -z "${1:-}" ] || as_user 4242 "$HOSTILE" "$KEY" handover 4343 || fail "could not hand over"
   run s as_user 4343 ./sender -k "$KEY" -w 2 secret
   expect_status s 1
   expect_grep "$T/s.err" "^sender: queue $KEY belongs to uid 4242, not to you; refusing to send to it$"
@@ -327,18 +330,9 @@ t_sender_refuses_squatted_queue() {
   ipcrm -Q "$KEY"
 }
 
-# The squatter hands the queue to the victim with IPC_SET, but as its
-# creator keeps every right to it: still not ours.
-t_sender_refuses_handed_over_queue() {
-  need_root
-  as_user 4242 "$HOSTILE" "$KEY" squat || fail "could not squat"
-  as_user 4242 "$HOSTILE" "$KEY" handover 4343 || fail "could not hand over"
-  run s as_user 4343 ./sender -k "$KEY" -w 2 secret
-  expect_status s 1
-  expect_grep "$T/s.err" "^sender: queue $KEY belongs to uid 4242, not to you; refusing to send to it$"
-  [ "$("$HOSTILE" "$KEY" count)" = 0 ] || fail "something was sent into the queue"
-  ipcrm -Q "$KEY"
-}
+t_sender_refuses_squatted_queue() { squatted_queue_refused; }
+
+t_sender_refuses_handed_over_queue() { squatted_queue_refused handover; }
 
 t_sender_without_permission() {
   need_root
