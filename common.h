@@ -316,6 +316,19 @@ private:
 };
 
 // ---- Output: buffered, every error reported --------------------------------
+// Writes all of p. False on a write error, errno set (EINTR only when a
+// terminating signal came: the watchdog's ticks are ridden out).
+inline bool write_all(int fd, const char* p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR && g_signal == 0) continue;
+        if (w < 0) return false;
+        p += w;
+        n -= size_t(w);
+    }
+    return true;
+}
+
 class Writer {
 public:
     explicit Writer(int fd) : fd_(fd) {}
@@ -324,36 +337,28 @@ public:
     // Returns false on a write error, errno set (EINTR only for a signal).
     bool put(const char* p, size_t n) {
         if (n > sizeof buf_ - used_ && !flush()) return false;
-        if (n >= kMaxData && used_ == 0) return write_all(p, n);
+        if (n >= kMaxData && used_ == 0) return write_all(fd_, p, n);
         memcpy(buf_ + used_, p, n);
         used_ += n;
         return true;
     }
     // Writes what is buffered and then p, now.
-    bool put_now(const char* p, size_t n) { return flush() && write_all(p, n); }
+    bool put_now(const char* p, size_t n) { return flush() && write_all(fd_, p, n); }
     bool flush() {
         size_t n = used_;
         used_ = 0;
-        return write_all(buf_, n);
+        return write_all(fd_, buf_, n);
     }
     bool buffered() const { return used_ > 0; }
 
 private:
-    bool write_all(const char* p, size_t n) {
-        while (n > 0) {
-            ssize_t w = write(fd_, p, n);
-            if (w < 0 && errno == EINTR && g_signal == 0) continue;  // the watchdog
-            if (w < 0) return false;
-            p += w;
-            n -= size_t(w);
-        }
-        return true;
-    }
-
     int fd_;
     size_t used_ = 0;
     char buf_[64 * 1024] = {};  // touched now: memory use does not grow later
 };
+
+// A step's "keep going"; any other value is the exit status to return.
+inline constexpr int kGoOn = -1;
 
 // ---- Sending and receiving --------------------------------------------------
 // Only the header and the bytes in use travel.

@@ -171,8 +171,6 @@ struct Client {
     State state = kActive;
 };
 
-constexpr int kGoOn = -1;  // a handler's "keep going"; otherwise an exit status
-
 class Receiver {
 public:
     Receiver(int qid, const Options& o) : q_(qid), opt_(o) { clients_.reserve(o.senders); }
@@ -425,7 +423,7 @@ int Receiver::check_senders() {
 
 int Receiver::fail(const char* call) {
     ipc_failed(call);
-    out_.flush();
+    if (!out_.flush()) write_failed();  // what was received is still written
     return 1;
 }
 

@@ -72,8 +72,6 @@ time_t now() {
     return ts.tv_sec;
 }
 
-constexpr int kGoOn = -1;  // a step's "keep going"; otherwise an exit status
-
 class Sender {
 public:
     explicit Sender(const Options& o) : opt_(o), deadline_(now() + o.wait) {}
@@ -107,7 +105,6 @@ private:
     Tally sent_ = {}, acked_ = {};
     Message m_ = {};        // the request being sent
     Message r_ = {};        // the reply being read
-    Writer out_{STDOUT_FILENO};  // chat replies
 };
 
 int Sender::run() {
@@ -120,10 +117,6 @@ int Sender::run() {
         st = send_lines(line.data(), line.size());
     }
     if (st == kGoOn) st = say_goodbye();
-    if (!out_.flush()) {
-        syscall_failed("write");
-        st = 1;
-    }
     return st;
 }
 
@@ -312,7 +305,7 @@ int Sender::refused(uint16_t kind) {
 int Sender::await_ack() {
     do {
         if (int st = await(kAck); st != kGoOn) return st;
-        if (!out_.put_now(r_.data, r_.hdr.len)) {
+        if (!write_all(STDOUT_FILENO, r_.data, r_.hdr.len)) {  // chat reply
             syscall_failed("write");
             on_interrupt();
             return 1;
