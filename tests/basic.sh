@@ -167,10 +167,11 @@ t_async_waits_for_room() {
   exec 3<>"$T/fifo"
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" --async -v
-  until grep -q connected "$T/s.err"; do sleep 0.01; done
+  wait_until grep -q connected "$T/s.err"
   stop "$r_pid"
   helper cat "$T/in" >&3
-  wait_count 100
+  wait_until grep -q 'the queue is full' "$T/s.err"
+  blocked_in "$s_pid" msgsnd  # waiting, not spinning on EAGAIN
   kill -CONT "$r_pid"
   exec 3>&-  # the sender's input ends when the helper has written it all
   finish s
@@ -335,7 +336,7 @@ t_extra_sender_refused() {
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s1 "${SENDER[@]}" -k "$KEY"
   echo first >&3
-  until grep -q 'sender [0-9]* connected' "$T/r.err"; do sleep 0.02; done
+  wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
   run s2 "${SENDER[@]}" -k "$KEY" intruder
   expect_status s2 1
   expect_grep "$T/s2.err" '^sender: the receiver refused: it serves no more senders$'
@@ -356,7 +357,7 @@ async_behind_stopped_receiver() {
   exec 3<>"$T/fifo"
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" --async
-  until grep -q 'connected' "$T/s.err"; do sleep 0.02; done
+  wait_until grep -q 'connected' "$T/s.err"
   stop "$r_pid"
   "$HOSTILE" "$KEY" "$1" "$s_pid"
   printf 'one\ntwo\nthree\n' >&3

@@ -40,14 +40,7 @@ expect_prefix() {
 }
 
 # Waits until the receiver has written something: the transfer is under way.
-wait_output() {
-  local ticks=0
-  until [ -s "$T/r.out" ]; do
-    [ "$ticks" -lt 250 ] || { fail "no output appeared"; return 1; }
-    sleep 0.02
-    ticks=$((ticks + 1))
-  done
-}
+wait_output() { wait_until test -s "$T/r.out"; }
 
 t_signal_idle_receiver() {
   local sig
@@ -114,7 +107,7 @@ t_signal_sender_waiting_for_ack() {
   exec 3<>"$T/fifo"
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  until grep -q connected "$T/s.err"; do sleep 0.01; done
+  wait_until grep -q connected "$T/s.err"
   stop "$r_pid"
   echo hello >&3
   wait_count 1
@@ -134,7 +127,7 @@ fill_behind_stopped_receiver() {
   exec 3<>"$T/fifo"
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
-  until grep -q connected "$T/s.err"; do sleep 0.01; done
+  wait_until grep -q connected "$T/s.err"
   stop "$r_pid"
   helper cat "$T/in" >&3
   wait_count 100
@@ -182,7 +175,7 @@ t_signal_sender_reading_input() {
   start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
   echo first >&3
-  until grep -q 'delivered\|done' "$T/s.err" || [ -s "$T/r.out" ]; do sleep 0.01; done
+  wait_output
   kill -HUP "$s_pid"
   finish s 1
   finish r 3
@@ -229,7 +222,7 @@ t_receiver_killed() {
   expect_grep "$T/r2.err" "^receiver: queue $KEY already exists .*; remove it with 'ipcrm -Q $KEY' or use --force$"
   queue_exists || fail "the refusing receiver removed the queue"
   start r3 "${RECEIVER[@]}" -k "$KEY" --force
-  until grep -q ready "$T/r3.err"; do sleep 0.01; done
+  wait_until grep -q ready "$T/r3.err"
   run s3 "${SENDER[@]}" -k "$KEY" -w 10 again
   finish r3
   expect_clean_run r3 s3
@@ -246,9 +239,9 @@ t_dead_sender_held_lines_written() {
   IN=$T/fa start a "${SENDER[@]}" -k "$KEY" -w 10
   IN=$T/fb start b "${SENDER[@]}" -k "$KEY" -w 10 --async
   head -c 10000 /dev/zero | tr '\0' a >&3
-  until grep -q "got DATA .*(line continues), pid $a_pid" "$T/r.err"; do sleep 0.01; done
+  wait_until grep -q "got DATA .*(line continues), pid $a_pid" "$T/r.err"
   printf 'b1\nb2\nb3\n' >&5
-  until [ "$(grep -c "got DATA .*pid $b_pid" "$T/r.err")" -eq 3 ]; do sleep 0.01; done
+  wait_until grep -q "got DATA type 1 seq 3, .*pid $b_pid" "$T/r.err"  # b3 (held)
   kill -9 "$b_pid"
   finish b 1
   sleep 1.5  # a watchdog tick finds b dead while its lines are held
@@ -361,7 +354,7 @@ t_hostile_messages() {
   "$HOSTILE" "$KEY" junk
   [ -z "$old_max" ] || echo "$old_max" >/proc/sys/kernel/msgmax
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  until grep -q connected "$T/s.err"; do sleep 0.01; done
+  wait_until grep -q connected "$T/s.err"
   "$HOSTILE" "$KEY" forge "$s_pid"
   printf 'real one\nreal two\n' | tee "$T/in" >&3
   exec 3>&-
@@ -399,7 +392,7 @@ t_random_faults() {
       IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10 --async
     fi
     # Faults meet a session: before the handshake only --wait bounds the sender.
-    until grep -q connected "$T/s.err"; do sleep 0.01; done
+    wait_until grep -q connected "$T/s.err"
     sleep "0.$((RANDOM % 400))"
     case $fault in
       ipcrm) ipcrm -Q "$KEY" ;;
@@ -435,7 +428,7 @@ check_fault() {
     run r2 "${RECEIVER[@]}" -k "$KEY" -q
     expect_status r2 1
     start r3 "${RECEIVER[@]}" -k "$KEY" --force
-    until grep -q ready "$T/r3.err"; do sleep 0.01; done
+    wait_until grep -q ready "$T/r3.err"
     run s3 "${SENDER[@]}" -k "$KEY" -q -w 2 again
     finish r3
     expect_clean_run r3 s3

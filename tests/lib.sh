@@ -112,10 +112,15 @@ wait_queue() {
 }
 
 # wait_count N : until the queue holds at least N messages.
-wait_count() {
+wait_count() { wait_until holds "$1"; }
+holds() { [ "$("$HOSTILE" "$KEY" count 2>/dev/null || echo 0)" -ge "$1" ]; }
+
+# wait_until CMD... : until CMD succeeds, for at most 5 s. Waiting on what a
+# program says, not on a sleep, keeps the tests right on a loaded machine.
+wait_until() {
   local ticks=0
-  until [ "$("$HOSTILE" "$KEY" count 2>/dev/null || echo 0)" -ge "$1" ]; do
-    [ "$ticks" -lt 250 ] || { fail "the queue never held $1 messages"; return 1; }
+  until "$@"; do
+    [ "$ticks" -lt 250 ] || { fail "gave up waiting for: $*"; return 1; }
     sleep 0.02
     ticks=$((ticks + 1))
   done
