@@ -130,11 +130,10 @@ fill_behind_stopped_receiver() {
   wait_until grep -q connected "$T/s.err"
   stop "$r_pid"
   helper cat "$T/in" >&3
-  wait_count 100
-  sleep 0.1
+  blocked_in "$s_pid" msgsnd
 }
 
-# The sender is blocked in msgsnd on a full queue, or in read() on its input.
+# The sender is blocked in msgsnd on a full queue.
 t_signal_sender_blocked_in_msgsnd() {
   fill_behind_stopped_receiver
   kill -TERM "$s_pid"
