@@ -4,6 +4,11 @@
 //
 //   raw pingpong N SIZE   N round trips: SIZE bytes out as type 1, back as type 2
 //   raw stream N SIZE     N messages of SIZE bytes one way, then one ack back
+//   raw file SIZE PATH    PATH read() straight into messages of up to SIZE
+//                         bytes, sent one way; an empty message ends it, one
+//                         ack back. The floor for any program that reads its
+//                         input: what `stream` costs plus reading the file.
+#include <fcntl.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/wait.h>
@@ -30,41 +35,59 @@ void put(int q, Buf& b, long type, size_t n) {
     if (msgsnd(q, &b, n, 0) < 0) die("raw: msgsnd");
 }
 
-void get(int q, Buf& b, long type) {
-    if (msgrcv(q, &b, sizeof b.text, type, 0) < 0) die("raw: msgrcv");
+ssize_t get(int q, Buf& b, long type) {
+    ssize_t n = msgrcv(q, &b, sizeof b.text, type, 0);
+    if (n < 0) die("raw: msgrcv");
+    return n;
 }
 
-// The child's side: echo (pingpong) or swallow then ack (stream).
+// The child's side: echo (pingpong), or swallow then ack (stream: n
+// messages; file: n < 0, until an empty one).
 void child(int q, bool pingpong, long n, size_t size, Buf& b) {
-    for (long i = 0; i < n; ++i) {
-        get(q, b, 1);
+    for (long i = 0; n < 0 || i < n; ++i) {
+        ssize_t got = get(q, b, 1);
         if (pingpong) put(q, b, 2, size);
+        if (n < 0 && got == 0) break;
     }
     if (!pingpong) put(q, b, 2, 1);
     _exit(0);
 }
 
+// The parent's side of `file`: messages as read, then an empty one.
+void send_file(int q, int fd, size_t size, Buf& b) {
+    for (;;) {
+        ssize_t r = read(fd, b.text, size);
+        if (r < 0) die("raw: read");
+        put(q, b, 1, size_t(r));
+        if (r == 0) return;
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 4 || (strcmp(argv[1], "pingpong") != 0 && strcmp(argv[1], "stream") != 0)) {
-        fprintf(stderr, "usage: raw pingpong|stream N SIZE\n");
+    const char* mode = argc == 4 ? argv[1] : "";
+    bool pingpong = strcmp(mode, "pingpong") == 0, file = strcmp(mode, "file") == 0;
+    if (!pingpong && !file && strcmp(mode, "stream") != 0) {
+        fprintf(stderr, "usage: raw pingpong|stream N SIZE, or raw file SIZE PATH\n");
         return 2;
     }
-    bool pingpong = strcmp(argv[1], "pingpong") == 0;
-    long n = strtol(argv[2], nullptr, 10);
-    size_t size = strtoul(argv[3], nullptr, 10);
+    long n = file ? -1 : strtol(argv[2], nullptr, 10);
+    size_t size = strtoul(argv[file ? 2 : 3], nullptr, 10);
     static Buf b;
-    if (n <= 0 || size == 0 || size > sizeof b.text) {
+    if (n == 0 || size == 0 || size > sizeof b.text) {
         fprintf(stderr, "raw: bad N or SIZE\n");
         return 2;
     }
+    int fd = file ? open(argv[3], O_RDONLY) : -1;
+    if (file && fd < 0) die("raw: open");
     int q = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
     if (q < 0) die("raw: msgget");
     memset(b.text, 'x', size);
     pid_t pid = fork();
     if (pid < 0) die("raw: fork");
     if (pid == 0) child(q, pingpong, n, size, b);
+    if (file) send_file(q, fd, size, b);
     for (long i = 0; i < n; ++i) {
         put(q, b, 1, size);
         if (pingpong) get(q, b, 2);
