@@ -86,7 +86,7 @@ t_args_as_messages() {
 t_sender_starts_first() {
   printf 'early bird\n' >"$T/in"
   IN=$T/in start s "${SENDER[@]}" -k "$KEY" -w 10
-  sleep 0.3
+  wait_until grep -q 'waiting for the receiver' "$T/s.err"
   run r "${RECEIVER[@]}" -k "$KEY"
   finish s
   expect_clean_run r s
