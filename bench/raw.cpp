@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     long n = file ? -1 : strtol(argv[2], nullptr, 10);
     size_t size = strtoul(argv[file ? 2 : 3], nullptr, 10);
     static Buf b;
-    if (n == 0 || size == 0 || size > sizeof b.text) {
+    if ((!file && n <= 0) || size == 0 || size > sizeof b.text) {
         fprintf(stderr, "raw: bad N or SIZE\n");
         return 2;
     }
