@@ -93,7 +93,7 @@ t_signal_receiver_blocked_in_write() {
   IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10
   blocked_in "$r_pid" pipe_write
   kill -TERM "$r_pid"
-  finish r 1
+  finish r 2
   finish s 3
   expect_status r 143
   expect_status s 1
@@ -111,7 +111,7 @@ t_signal_sender_waiting_for_ack() {
   echo hello >&3
   wait_count 1
   kill -INT "$s_pid"
-  finish s 1
+  finish s 2
   kill -CONT "$r_pid"
   finish r 3
   expect_status s 130
@@ -136,7 +136,7 @@ fill_behind_stopped_receiver() {
 t_signal_sender_blocked_in_msgsnd() {
   fill_behind_stopped_receiver
   kill -TERM "$s_pid"
-  finish s 1
+  finish s 2
   kill -CONT "$r_pid"
   finish r 3
   expect_status s 143
@@ -154,7 +154,7 @@ t_dead_sender_data_still_delivered() {
   fill_behind_stopped_receiver
   queued=$("$HOSTILE" "$KEY" count)
   kill -KILL "$s_pid"
-  finish s 1
+  finish s 2
   sleep 1.2
   kill -CONT "$r_pid"
   finish r 3
@@ -175,7 +175,7 @@ t_signal_sender_reading_input() {
   echo first >&3
   wait_output
   kill -HUP "$s_pid"
-  finish s 1
+  finish s 2
   finish r 3
   expect_status s 129
   expect_status r 1
@@ -210,7 +210,7 @@ t_receiver_killed() {
   wait_output
   kill -9 "$r_pid"
   finish s 2
-  finish r 1
+  finish r 2
   expect_status s 1
   expect_grep "$T/s.err" "^sender: the receiver \(pid $r_pid\) died; [0-9]+ messages? \([0-9]+ bytes?\) acknowledged$"
   local fault=KILL_r
@@ -241,7 +241,7 @@ t_dead_sender_held_lines_written() {
   printf 'b1\nb2\nb3\n' >&5
   wait_until grep -q "got DATA type 1 seq 3, .*pid $b_pid" "$T/r.err"  # b3 (held)
   kill -9 "$b_pid"
-  finish b 1
+  finish b 2
   sleep 1.5  # a watchdog tick finds b dead while its lines are held
   printf '\n' >&3
   exec 3>&-

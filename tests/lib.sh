@@ -40,6 +40,8 @@ start() {
 
 # finish NAME [SECONDS] : wait for it, at most SECONDS (default 20); its exit
 # status goes to $NAME_rc. Still running then: a failure, and it is killed.
+# After a signal the fault tests allow 2 s: a signal that lands just before
+# a blocking call is acted on when the alarm it arms fires, a second later.
 finish() {
   local name=$1 limit=${2:-20} pid ticks=0
   pid=${name}_pid
