@@ -213,7 +213,7 @@ run_test() {
     printf 'skip %s: %s\n' "$t" "$(cat "$T/skipped")"
   else
     passed=$((passed + 1))
-    printf 'ok   %s\n' "$t"
+    printf 'ok   %s%s\n' "$t" "$([ ! -s "$T/note" ] || printf ' (%s)' "$(cat "$T/note")")"
   fi
 }
 
