@@ -103,15 +103,8 @@ expect_clean_run() {
 
 queue_exists() { ipcs -q | grep -q "^$KEY "; }
 
-# wait_queue [SECONDS] : until the queue under $KEY exists.
-wait_queue() {
-  local ticks=0
-  until queue_exists; do
-    [ "$ticks" -lt $((${1:-5} * 50)) ] || { fail "no queue $KEY appeared"; return 1; }
-    sleep 0.02
-    ticks=$((ticks + 1))
-  done
-}
+# wait_queue : until the queue under $KEY exists.
+wait_queue() { wait_until queue_exists; }
 
 # wait_count N : until the queue holds at least N messages.
 wait_count() { wait_until holds "$1"; }
