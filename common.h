@@ -211,9 +211,10 @@ inline unsigned stranger(const ipc_perm& p) { return p.uid != getuid() ? p.uid :
 
 // ---- Signals --------------------------------------------------------------
 // Handlers only record what happened (and arm an alarm, below); the loops
-// act on it before each blocking call and when one returns EINTR. They are installed without SA_RESTART so that a
-// blocked read() or write() is interrupted too, not only msgsnd/msgrcv
-// (which the kernel never restarts: signal(7)).
+// act on it before each blocking call and when one returns EINTR. They are
+// installed without SA_RESTART so that a blocked read() or write() is
+// interrupted too, not only msgsnd/msgrcv (which the kernel never restarts:
+// signal(7)).
 inline volatile sig_atomic_t g_signal = 0;  // SIGINT/SIGTERM/SIGHUP received
 inline volatile sig_atomic_t g_tick = 0;    // the watchdog timer fired
 

@@ -26,25 +26,25 @@ struct Options {
 };
 
 void usage() {
-    (void)printf(
-           "Usage: receiver [OPTION]...\n"
-           "Create a System V message queue, write what senders send to standard\n"
-           "output, and remove the queue when they have finished.\n"
-           "\n"
-           "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
-           "                      (default 0x%08x: a fixed base plus your uid)\n"
-           "  -m, --mode=OCTAL    permissions of the new queue (default 0600)\n"
-           "  -n, --senders=N     serve N senders, then exit (default 1)\n"
-           "  -r, --reply         chat: answer each line with a line read from stdin\n"
-           "  -f, --force         replace a queue of yours left under the key\n"
-           "  -q, --quiet         no status lines or prompts on stderr\n"
-           "  -v, --verbose       one stderr line per message\n"
-           "  -h, --help          show this help and exit\n"
-           "  -V, --version       show the version and exit\n"
-           "\n"
-           "Exit status: 0 every sender finished, 1 failure or a sender that did\n"
-           "not finish, 2 usage error; SIGINT, SIGTERM, SIGHUP: killed by it.\n",
-           unsigned(default_key()));
+    printf(
+        "Usage: receiver [OPTION]...\n"
+        "Create a System V message queue, write what senders send to standard\n"
+        "output, and remove the queue when they have finished.\n"
+        "\n"
+        "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
+        "                      (default 0x%08x: a fixed base plus your uid)\n"
+        "  -m, --mode=OCTAL    permissions of the new queue (default 0600)\n"
+        "  -n, --senders=N     serve N senders, then exit (default 1)\n"
+        "  -r, --reply         chat: answer each line with a line read from stdin\n"
+        "  -f, --force         replace a queue of yours left under the key\n"
+        "  -q, --quiet         no status lines or prompts on stderr\n"
+        "  -v, --verbose       one stderr line per message\n"
+        "  -h, --help          show this help and exit\n"
+        "  -V, --version       show the version and exit\n"
+        "\n"
+        "Exit status: 0 every sender finished, 1 failure or a sender that did\n"
+        "not finish, 2 usage error; SIGINT, SIGTERM, SIGHUP: killed by it.\n",
+        unsigned(default_key()));
 }
 
 Options parse_options(int argc, char** argv) {
@@ -262,7 +262,8 @@ int Receiver::handle(ssize_t n) {
         return kGoOn;
     }
     if (owner() != nullptr && owner() != c) {  // keep it until the line ends
-        deferred_.push_back(Held{c->pid, std::string(reinterpret_cast<const char*>(&m_.hdr), size_t(n))});
+        const char* text = reinterpret_cast<const char*>(&m_.hdr);
+        deferred_.push_back(Held{c->pid, std::string(text, size_t(n))});
         return kGoOn;
     }
     // A gap means lost or forged messages: refuse, so that a sender waiting

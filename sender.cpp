@@ -22,23 +22,23 @@ struct Options {
 };
 
 void usage() {
-    (void)printf(
-           "Usage: sender [OPTION]... [MESSAGE]...\n"
-           "Send each MESSAGE as a line, or else standard input, to the receiver.\n"
-           "\n"
-           "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
-           "                      (default 0x%08x: a fixed base plus your uid)\n"
-           "  -w, --wait=SECONDS  wait this long for the receiver (default 30)\n"
-           "  -a, --async         do not wait for each acknowledgment, only for the\n"
-           "                      receiver's final tally\n"
-           "  -q, --quiet         no status lines, prompts or confirmations on stderr\n"
-           "  -v, --verbose       one stderr line per message\n"
-           "  -h, --help          show this help and exit\n"
-           "  -V, --version       show the version and exit\n"
-           "\n"
-           "Exit status: 0 all delivered, 1 failure, 2 usage error;\n"
-           "SIGINT, SIGTERM, SIGHUP: killed by it.\n",
-           unsigned(default_key()));
+    printf(
+        "Usage: sender [OPTION]... [MESSAGE]...\n"
+        "Send each MESSAGE as a line, or else standard input, to the receiver.\n"
+        "\n"
+        "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
+        "                      (default 0x%08x: a fixed base plus your uid)\n"
+        "  -w, --wait=SECONDS  wait this long for the receiver (default 30)\n"
+        "  -a, --async         do not wait for each acknowledgment, only for the\n"
+        "                      receiver's final tally\n"
+        "  -q, --quiet         no status lines, prompts or confirmations on stderr\n"
+        "  -v, --verbose       one stderr line per message\n"
+        "  -h, --help          show this help and exit\n"
+        "  -V, --version       show the version and exit\n"
+        "\n"
+        "Exit status: 0 all delivered, 1 failure, 2 usage error;\n"
+        "SIGINT, SIGTERM, SIGHUP: killed by it.\n",
+        unsigned(default_key()));
 }
 
 Options parse_options(int argc, char** argv) {
@@ -343,13 +343,12 @@ int Sender::on_interrupt() {
 // null) and how much the receiver had acknowledged by then (with --async,
 // how much was sent: the receiver confirms only at the end).
 int Sender::fail(const char* call) {
-    char buf[160];
-    snprintf(buf, sizeof buf, "the receiver (pid %d) died", int(peer_));
-    const char* what = buf;
-    if (call != nullptr) {
+    char what[160];
+    if (call == nullptr) {
+        snprintf(what, sizeof what, "the receiver (pid %d) died", int(peer_));
+    } else {
         int e = queue_gone(errno) && q_ >= 0 ? EIDRM : errno;
-        snprintf(buf, sizeof buf, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(g_key));
-        what = buf;
+        snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(g_key));
     }
     if (peer_ == 0)
         complain("%s", what);

@@ -88,7 +88,9 @@ int steal(int id) {
 
 int main(int argc, char** argv) {
     g_prog = "hostile";
-    if (argc < 3) usage_error("usage: hostile KEY junk|forge PID|inject PID|qbytes N|steal|fill|squat|handover UID|count");
+    if (argc < 3)
+        usage_error("usage: hostile KEY junk|forge PID|inject PID|qbytes N|steal|fill|squat|"
+                    "handover UID|count");
     g_key = key_t(parse_number(argv[1], 0, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
     if (what == "squat") return msgget(g_key, IPC_CREAT | IPC_EXCL | 0666) < 0 ? 1 : 0;
