@@ -1,17 +1,25 @@
 // common.h - the msgq-pair protocol and the helpers sender and receiver share.
 //
 // Everything both programs must agree on lives here and only here: the
-// default key, the message layout, the message types and kinds, and the
-// small pieces of plumbing (error reporting, signals, the watchdog timer,
-// number parsing, buffered input and output) that both of them use.
-// README.md, section "The protocol", describes the same thing in prose.
+// default key, the message layout, the message types and kinds, the
+// checksum, and the small pieces of plumbing (error reporting, signals, the
+// watchdog timer, number parsing, buffered input and output) that both of
+// them use. README.md, section "The protocol", describes the same thing in
+// prose.
 #pragma once
 
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <unistd.h>
+#if defined(__APPLE__)
+#include <sys/random.h>  // getentropy; glibc and the BSDs declare it in unistd.h
+#endif
 
 #include <cerrno>
 #include <climits>
@@ -22,9 +30,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <initializer_list>
 
-inline constexpr const char* kVersion = "1.0.0";
+inline constexpr const char* kVersion = "2.0.0";
 
 // ---- The key ------------------------------------------------------------
 // The default key is a fixed base plus the real uid, so that two students
@@ -38,8 +45,11 @@ inline key_t default_key() { return kKeyBase + key_t(getuid() & 0xFFFFF); }
 // (receiver -> sender) is addressed to one sender: its type is that sender's
 // pid plus kReplyBase. Pids are positive 32-bit values, so reply types are
 // always above 2^31 and can never equal kRequestType, not even for pid 1.
+// The receiver reads with msgtyp = -kLastOtherType: requests first, then
+// junk of any type below the replies, so that junk never fills the queue.
 inline constexpr long kRequestType = 1;
 inline constexpr long kReplyBase = 0x80000000L;
+inline constexpr long kLastOtherType = kReplyBase - 1;
 static_assert(sizeof(long) >= 8, "reply types need a 64-bit long");
 inline long reply_type(pid_t pid) { return kReplyBase + long(pid); }
 
@@ -48,15 +58,16 @@ enum Kind : uint16_t {
     // sender -> receiver, type kRequestType
     kHello = 1,  // I am starting; answer with kWelcome (or kRefuse)
     kData = 2,   // data[] holds the next bytes of my input
-    kEnd = 3,    // my input ended; answer with kTally
+    kEnd = 3,    // my input ended; data[] is my Tally; answer with kTally
     kBye = 4,    // I have read your kTally; I will not use the queue again
     kLeave = 5,  // I was interrupted and am leaving now; no answer
+    kPing = 6,   // no reply for a while: are you there? answer with kAck
     // receiver -> sender, type reply_type(sender's pid)
-    kWelcome = 16,  // the receiver's pid is in hdr.pid
-    kAck = 17,      // data up to hdr.seq is written; data[] is a chat reply
-    kTally = 18,    // data[] is a Tally of everything received
+    kWelcome = 16,  // hdr.token is the session's secret, hdr.pid the receiver
+    kAck = 17,      // request hdr.seq is done (written); data[] is a chat reply
+    kTally = 18,    // data[] is the Tally of everything written
     kRefuse = 19,   // no: to HELLO, it serves no more senders; to anything
-                    // else, hdr.seq was not the next one expected
+                    // else, a message before hdr.seq never arrived
 };
 
 enum Flag : uint16_t {
@@ -72,12 +83,13 @@ struct Header {
     uint16_t flags;  // Flag bits
     uint32_t seq;    // sender's message number: kHello is 0, then 1, 2, ...
     uint32_t len;    // bytes of data[] in use
+    uint64_t token;  // the session's secret from WELCOME on, both ways; 0 before
 };
 // The layout README.md documents, byte for byte.
-static_assert(sizeof(Header) == 16 && offsetof(Header, kind) == 4 &&
+static_assert(sizeof(Header) == 24 && offsetof(Header, kind) == 4 &&
                   offsetof(Header, flags) == 6 && offsetof(Header, seq) == 8 &&
-                  offsetof(Header, len) == 12,
-              "the header is 16 bytes, no padding");
+                  offsetof(Header, len) == 12 && offsetof(Header, token) == 16,
+              "the header is 24 bytes, no padding");
 
 // 8192 is Linux's default msgmax: the largest mtext that every queue accepts
 // out of the box. A message is never sent bigger than it needs to be: only
@@ -97,11 +109,45 @@ static_assert(offsetof(Message, hdr) == sizeof(long), "no padding after mtype");
 inline constexpr size_t kTextSize = sizeof(Message) - offsetof(Message, hdr);
 static_assert(kTextSize == kMsgMax, "mtext is exactly kMsgMax bytes");
 
-// The data of a kTally reply.
+// What one side saw of one sender's data. END carries the sender's, TALLY
+// the receiver's, and each side compares. sum and sum2 are a Fletcher-style
+// checksum over 64-bit words (native order, each message's last word padded
+// with zero bytes): sum += word, then sum2 += sum, both modulo 2^64. sum2
+// depends on the order of the words, not only on their values. It finds
+// lost, changed, reordered and forged data; it is no defence against a
+// forger who knows the data (see README.md, "Limits").
 struct Tally {
-    uint64_t bytes;     // data bytes received from this sender
-    uint64_t messages;  // kData messages received from this sender
+    uint64_t bytes;     // data bytes
+    uint64_t messages;  // kData messages
+    uint64_t sum;       // the sum of the words
+    uint64_t sum2;      // the sum of the running sums
+
+    void add(const char* p, size_t n) {
+        uint64_t a = sum, b = sum2, w = 0;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            memcpy(&w, p + i, 8);
+            a += w;
+            b += a;
+        }
+        if (i < n) {
+            w = 0;
+            memcpy(&w, p + i, n - i);
+            a += w;
+            b += a;
+        }
+        sum = a;
+        sum2 = b;
+        bytes += n;
+        ++messages;
+    }
+    bool operator==(const Tally& o) const {
+        return bytes == o.bytes && messages == o.messages && sum == o.sum && sum2 == o.sum2;
+    }
 };
+// END and TALLY are the largest messages of fixed size: a queue that cannot
+// hold one can carry no session.
+inline constexpr size_t kMinText = kHeaderSize + sizeof(Tally);
 
 // ---- Reporting ------------------------------------------------------------
 inline const char* g_prog = "msgq-pair";
@@ -144,13 +190,13 @@ struct Count {
 };
 
 // A failed call, err(3) style: "receiver: msgrcv: Identifier removed (queue 0x32600000)".
-inline void syscall_failed(const char* call) {
-    int e = errno;
+inline void report_errno(const char* call, int e) {
     if (g_key != 0)
         complain("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(g_key));
     else
         complain("%s: %s", call, strerror(e));
 }
+inline void syscall_failed(const char* call) { report_errno(call, errno); }
 
 // A bad command line: exits before anything is created.
 [[noreturn]] inline void usage_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -173,41 +219,110 @@ inline void syscall_failed(const char* call) {
 }
 
 // getopt_long's '?' or ':' (opterr is 0, so that this is the only line).
-[[noreturn]] inline void bad_option(int c, char** argv) {
-    if (c == ':') usage_error("option '%s' needs an argument", argv[optind - 1]);
+// A long option is named as the table spells it, whatever was abbreviated.
+[[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
+    const char* arg = argv[optind - 1];
+    if (c == ':') usage_error("option '%s' needs an argument", arg);
+    if (strncmp(arg, "--", 2) == 0 && optopt != 0) {  // a known one, given "=VALUE"
+        for (const option* o = longopts; o->name != nullptr; ++o)
+            if (o->val == optopt) usage_error("option '--%s' takes no argument", o->name);
+    }
     if (optopt != 0) usage_error("unknown option '-%c'", optopt);  // a short one
-    usage_error("unknown option '%s'", argv[optind - 1]);
+    usage_error("unknown option '%s'", arg);
 }
 
-// strtoll with every check (TLPI get_num): the whole string, in range.
-inline long long parse_number(const char* s, int base, long long lo, long long hi,
+// How an option's number is written, so that a range error speaks alike.
+enum class Radix { kDecimal = 10, kOctal = 8, kAny = 0 };
+
+// strtoll with every check (TLPI get_num): the whole string, in range. The
+// range is printed as the option is documented: octal as 0777, keys in hex.
+inline long long parse_number(const char* s, Radix radix, long long lo, long long hi,
                               const char* what) {
     char* end = nullptr;
     errno = 0;
-    long long v = strtoll(s, &end, base);
+    long long v = strtoll(s, &end, int(radix));
     if (end == s || *end != '\0')
         usage_error("%s: not a number: '%s'", what, s);
-    if (errno == ERANGE || v < lo || v > hi)
+    if (errno == ERANGE || v < lo || v > hi) {
+        if (radix == Radix::kOctal)
+            usage_error("%s: out of range (0%llo to 0%llo): '%s'", what, lo, hi, s);
+        if (radix == Radix::kAny)
+            usage_error("%s: out of range (%#llx to %#llx): '%s'", what, lo, hi, s);
         usage_error("%s: out of range (%lld to %lld): '%s'", what, lo, hi, s);
+    }
     return v;
 }
 
+// ---- The queue --------------------------------------------------------------
 // The queue is gone: removed under us (EIDRM while blocked, EINVAL after).
 inline bool queue_gone(int e) { return e == EIDRM || e == EINVAL; }
 
-// msgsnd/msgrcv/msgctl on our own queue failed. EINVAL there can only mean
-// that the id is no longer valid, so report it as the removal it is.
-inline void ipc_failed(const char* call) {
-    if (queue_gone(errno)) errno = EIDRM;
-    syscall_failed(call);
+// The errno of a failed msgsnd/msgrcv/msgctl on queue qid, read before
+// anything else runs. EINVAL means the queue was removed, unless it is still
+// there: then a message was bigger than the system's msgmax.
+inline int ipc_errno(int qid) {
+    int e = errno;
+    msqid_ds ds;
+    if (e == EINVAL && qid >= 0 && msgctl(qid, IPC_STAT, &ds) < 0) e = EIDRM;
+    return e;
 }
 
-inline bool alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
+// The largest mtext the system takes (msgmax). Linux tells it (IPC_INFO);
+// elsewhere, or built with `make NO_IPC_INFO=1`, 8192 is assumed, the
+// common default.
+inline long system_msgmax() {
+#if defined(IPC_INFO) && !defined(MSGQ_NO_IPC_INFO)
+    msginfo info = {};
+    if (msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) < 0) return -1;
+    return info.msgmax < int(kMsgMax) ? info.msgmax : long(kMsgMax);
+#else
+    return long(kMsgMax);
+#endif
+}
+
+// The largest message (mtext bytes) queue qid can carry now: msgmax refuses
+// bigger ones, and one bigger than msg_qbytes would wait for room forever.
+// -1 with errno if msgctl failed.
+inline long message_limit(int qid) {
+    msqid_ds ds = {};
+    long sys = system_msgmax();
+    if (sys < 0 || msgctl(qid, IPC_STAT, &ds) < 0) return -1;
+    return ds.msg_qbytes < msglen_t(sys) ? long(ds.msg_qbytes) : sys;
+}
+
+// A process that exists and is not a zombie: a killed peer whose parent has
+// not reaped it yet is dead to us. Where there is no /proc, kill() decides.
+inline bool alive(pid_t pid) {
+    if (kill(pid, 0) < 0 && errno != EPERM) return false;
+    char path[32], stat[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return true;
+    ssize_t n = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (n <= 0) return true;  // gone this instant: the next check will say
+    stat[n] = '\0';
+    // "PID (COMMAND) STATE ...": the command may hold any character but the
+    // line's last ')' ends it.
+    const char* paren = strrchr(stat, ')');
+    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+}
 
 // A queue is ours only if we both own it and created it: a creator keeps
 // its rights after handing the queue to someone else with IPC_SET.
 inline bool ours(const ipc_perm& p) { return p.uid == getuid() && p.cuid == getuid(); }
 inline unsigned stranger(const ipc_perm& p) { return p.uid != getuid() ? p.uid : p.cuid; }
+
+// ---- Process state ----------------------------------------------------------
+// A closed 0, 1 or 2 would be handed out by our next open() (of /proc):
+// fill it with /dev/null opened the wrong way, so that using it fails with
+// EBADF, as a closed descriptor does, and nothing is read or written in
+// the wrong place.
+inline void guard_std_fds() {
+    for (int fd = 0; fd <= 2; ++fd)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+            (void)open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);  // failing, fd stays closed
+}
 
 // ---- Signals --------------------------------------------------------------
 // Handlers only record what happened (and arm an alarm, below); the loops
@@ -215,7 +330,7 @@ inline unsigned stranger(const ipc_perm& p) { return p.uid != getuid() ? p.uid :
 // installed without SA_RESTART so that a blocked read() or write() is
 // interrupted too, not only msgsnd/msgrcv (which the kernel never restarts:
 // signal(7)).
-inline volatile sig_atomic_t g_signal = 0;  // SIGINT/SIGTERM/SIGHUP received
+inline volatile sig_atomic_t g_signal = 0;  // a terminating signal received
 inline volatile sig_atomic_t g_tick = 0;    // the watchdog timer fired
 
 // A signal that lands after a loop has looked at g_signal but before its
@@ -227,24 +342,55 @@ extern "C" inline void on_terminate(int sig) {
 }
 extern "C" inline void on_tick(int) { g_tick = 1; }
 
-inline void catch_signal(int sig, void (*handler)(int)) {
-    struct sigaction sa = {};
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    sigaction(sig, &sa, nullptr);
+// The kernel raises SIGXFSZ itself at a write past the file-size limit
+// (Linux names us as the sender, other systems no one), and that write
+// fails with EFBIG: reported like a full disk. Only a SIGXFSZ sent by
+// another process ends the program.
+extern "C" inline void on_xfsz(int sig, siginfo_t* si, void*) {
+    if (si->si_pid > 0 && si->si_pid != getpid()) on_terminate(sig);
 }
 
+// Every signal whose default action ends the process and that a user or the
+// system sends to say "stop" (kill -l). SIGKILL and SIGSTOP cannot be
+// caught; SEGV, BUS, FPE, ILL, ABRT, TRAP and SYS report a crash, which a
+// handler that only sets a flag cannot survive; SIGALRM is the watchdog.
+inline constexpr int kStopSignals[] = {
+    SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF,
+#if defined(__linux__)
+    SIGPOLL, SIGPWR, SIGSTKFLT,
+#endif
+};
+
+// sigaction for sig unless it was ignored when we started (a background
+// job's SIGINT stays ignored); adds it to *used. A signal a tool such as
+// valgrind keeps for itself (sigaction fails) is left to it.
+inline void catch_signal(int sig, void (*handler)(int), sigset_t* used, bool override = false) {
+    struct sigaction old = {}, sa = {};
+    if (sigaction(sig, nullptr, &old) < 0) return;
+    if (old.sa_handler == SIG_IGN && !override) return;
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, nullptr) == 0) sigaddset(used, sig);
+}
+
+// Catches the stop signals, ignores SIGPIPE (a closed stdout is an EPIPE we
+// report), and unblocks what we catch: a signal mask survives exec, and a
+// blocked SIGALRM would silence the watchdog.
 inline void install_signal_handlers() {
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-        struct sigaction old = {};
-        sigaction(sig, nullptr, &old);
-        // A signal ignored at start (a background job's SIGINT) stays ignored.
-        if (old.sa_handler != SIG_IGN) catch_signal(sig, on_terminate);
-    }
-    // A closed stdout must be an EPIPE we report, not a silent death.
+    sigset_t used;
+    sigemptyset(&used);
+    for (int sig : kStopSignals) catch_signal(sig, on_terminate, &used);
+#if defined(SIGRTMIN)
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_terminate, &used);
+#endif
+    catch_signal(SIGALRM, on_tick, &used, true);
+    struct sigaction sa = {};
+    sa.sa_sigaction = on_xfsz;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGXFSZ, &sa, nullptr) == 0) sigaddset(&used, SIGXFSZ);
     signal(SIGPIPE, SIG_IGN);
-    catch_signal(SIGALRM, on_tick);
+    sigprocmask(SIG_UNBLOCK, &used, nullptr);
 }
 
 // While on, SIGALRM interrupts whatever call is blocked once a second, so
@@ -256,12 +402,23 @@ inline void set_watchdog(bool on) {
 }
 
 // After cleaning up, die of the signal that stopped us, so that the shell
-// sees 130, 143 or 129 and not a plain failure.
+// sees 130, 143, 131... and not a plain failure. No core file: the program
+// was not broken, and has cleaned up.
 inline void reraise_if_signalled() {
     if (g_signal == 0) return;
     set_watchdog(false);
+    rlimit none = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &none);  // failing, a core may be written: harmless
     signal(g_signal, SIG_DFL);
     raise(g_signal);
+}
+
+// A descriptor left non-blocking by whoever started us (O_NONBLOCK belongs
+// to the open file, shared with them): wait until it is ready, as a blocking
+// one would. False with errno EINTR when a signal comes first.
+inline bool wait_ready(int fd, short events) {
+    pollfd p = {fd, events, 0};
+    return poll(&p, 1, -1) >= 0;
 }
 
 // ---- Input: chunks of lines -----------------------------------------------
@@ -303,7 +460,9 @@ private:
             end_ -= begin_;
             begin_ = 0;
         }
-        ssize_t r = read(fd_, buf_ + end_, sizeof buf_ - end_);
+        ssize_t r;
+        while ((r = read(fd_, buf_ + end_, sizeof buf_ - end_)) < 0 && errno == EAGAIN)
+            if (!wait_ready(fd_, POLLIN)) return -1;
         if (r == 0) eof_ = true;
         if (r > 0) end_ += size_t(r);
         return r;
@@ -317,17 +476,30 @@ private:
 };
 
 // ---- Output: buffered, every error reported --------------------------------
+inline bool g_wrote_stdout = false;  // then its final close is checked
+
 // Writes all of p. False on a write error, errno set (EINTR only when a
 // terminating signal came: the watchdog's ticks are ridden out).
 inline bool write_all(int fd, const char* p, size_t n) {
+    if (fd == STDOUT_FILENO && n > 0) g_wrote_stdout = true;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EAGAIN && wait_ready(fd, POLLOUT)) continue;
         if (w < 0 && errno == EINTR && g_signal == 0) continue;
         if (w < 0) return false;
         p += w;
         n -= size_t(w);
     }
     return true;
+}
+
+// Closes stdout, to catch an error the kernel kept until then (NFS, a
+// quota), if anything was written to it. A program that had nothing to
+// write may run with stdout closed.
+inline bool close_stdout() {
+    if (!g_wrote_stdout || close(STDOUT_FILENO) == 0) return true;
+    syscall_failed("close(stdout)");
+    return false;
 }
 
 class Writer {
@@ -373,20 +545,6 @@ inline ssize_t receive_message(int qid, Message& m, long type, int flags) {
     return msgrcv(qid, &m, kTextSize, type, flags | MSG_NOERROR);
 }
 
-// The most data[] one message on this queue can carry: msgmax refuses
-// bigger messages, and one bigger than msg_qbytes would wait for room
-// forever. 0 if not even the header fits; -1 with errno if msgctl failed.
-inline long max_data(int qid) {
-    msqid_ds ds = {};
-    msginfo info = {};
-    if (msgctl(qid, IPC_STAT, &ds) < 0 ||
-        msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) < 0)
-        return -1;
-    size_t limit = size_t(info.msgmax) < ds.msg_qbytes ? size_t(info.msgmax) : ds.msg_qbytes;
-    if (limit <= kHeaderSize) return 0;
-    return long(limit - kHeaderSize < kMaxData ? limit - kHeaderSize : kMaxData);
-}
-
 // A message whose length agrees with its header.
 inline bool well_formed(const Message& m, ssize_t n) {
     return n >= ssize_t(kHeaderSize) && m.hdr.len <= kMaxData &&
@@ -400,6 +558,7 @@ inline const char* kind_name(unsigned kind) {
     case kEnd: return "END";
     case kBye: return "BYE";
     case kLeave: return "LEAVE";
+    case kPing: return "PING";
     case kWelcome: return "WELCOME";
     case kAck: return "ACK";
     case kTally: return "TALLY";
@@ -408,16 +567,21 @@ inline const char* kind_name(unsigned kind) {
     }
 }
 
-// -v: the teaching view, one line per message. A reply's type shows as
-// 2^31+PID, which is what it is.
+// A message type as people read it: a reply's as 2^31+PID, which is what it is.
+struct TypeName {
+    explicit TypeName(long type) {
+        if (type >= kReplyBase)
+            snprintf(text, sizeof text, "2^31+%ld", type - kReplyBase);
+        else
+            snprintf(text, sizeof text, "%ld", type);
+    }
+    char text[32];
+};
+
+// -v: the teaching view, one line per message.
 inline void trace(const char* dir, const Message& m) {
     if (!g_verbose) return;
-    char type[32];
-    if (m.mtype >= kReplyBase)
-        snprintf(type, sizeof type, "2^31+%ld", m.mtype - kReplyBase);
-    else
-        snprintf(type, sizeof type, "%ld", m.mtype);
-    complain("%s %s type %s seq %u, %u bytes%s, pid %d", dir, kind_name(m.hdr.kind), type,
-             unsigned(m.hdr.seq), unsigned(m.hdr.len),
+    complain("%s %s type %s seq %u, %u bytes%s, pid %d", dir, kind_name(m.hdr.kind),
+             TypeName(m.mtype).text, unsigned(m.hdr.seq), unsigned(m.hdr.len),
              (m.hdr.flags & kMore) ? " (line continues)" : "", int(m.hdr.pid));
 }

@@ -36,14 +36,16 @@ void usage() {
         "  -m, --mode=OCTAL    permissions of the new queue (default 0600)\n"
         "  -n, --senders=N     serve N senders, then exit (default 1)\n"
         "  -r, --reply         chat: answer each line with a line read from stdin\n"
-        "  -f, --force         replace a queue of yours left under the key\n"
+        "  -f, --force         replace a queue of yours that no running process\n"
+        "                      uses (one left behind by a killed receiver)\n"
         "  -q, --quiet         no status lines or prompts on stderr\n"
         "  -v, --verbose       one stderr line per message\n"
         "  -h, --help          show this help and exit\n"
         "  -V, --version       show the version and exit\n"
         "\n"
-        "Exit status: 0 every sender finished, 1 failure or a sender that did\n"
-        "not finish, 2 usage error; SIGINT, SIGTERM, SIGHUP: killed by it.\n",
+        "Exit status: 0 every sender finished (said BYE, its data intact), 1 failure\n"
+        "or a sender that did not finish, 2 usage error. SIGINT, SIGTERM, SIGHUP,\n"
+        "SIGQUIT and the other stop signals remove the queue, then kill as usual.\n",
         unsigned(default_key()));
 }
 
@@ -59,16 +61,18 @@ Options parse_options(int argc, char** argv) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":k:m:n:rfqvhV", longopts, nullptr)) != -1) {
         switch (c) {
-        case 'k': o.key = key_t(parse_number(optarg, 0, 1, 0xFFFFFFFFLL, "--key")); break;
-        case 'm': o.mode = int(parse_number(optarg, 8, 0, 0777, "--mode")); break;
-        case 'n': o.senders = unsigned(parse_number(optarg, 10, 1, 1000, "--senders")); break;
+        case 'k': o.key = key_t(parse_number(optarg, Radix::kAny, 1, 0xFFFFFFFFLL, "--key")); break;
+        case 'm': o.mode = int(parse_number(optarg, Radix::kOctal, 0, 0777, "--mode")); break;
+        case 'n':
+            o.senders = unsigned(parse_number(optarg, Radix::kDecimal, 1, 1000, "--senders"));
+            break;
         case 'r': o.reply = true; break;
         case 'f': o.force = true; break;
         case 'q': g_quiet = true; break;
         case 'v': g_verbose = true; break;
         case 'h': usage(); exit_after_printing();
         case 'V': printf("receiver (msgq-pair) %s\n", kVersion); exit_after_printing();
-        default: bad_option(c, argv);
+        default: bad_option(c, argv, longopts);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
@@ -114,7 +118,17 @@ private:
     int id_ = -1;
 };
 
-// The key is taken. Replace the queue only if it is ours and --force says so.
+// The process that used the queue last (msg_lrpid, msg_lspid), if it still
+// runs: the queue's receiver, or one of its senders. 0: nobody serves the
+// queue any more; it was left behind.
+pid_t user_of(const msqid_ds& ds) {
+    for (pid_t pid : {ds.msg_lrpid, ds.msg_lspid})
+        if (pid > 0 && alive(pid)) return pid;
+    return 0;
+}
+
+// The key is taken. Replace the queue only if it is ours, nobody uses it,
+// and --force says so.
 int replace_existing(const Options& o) {
     msqid_ds ds = {};
     int old = msgget(o.key, 0);
@@ -131,9 +145,14 @@ int replace_existing(const Options& o) {
                  unsigned(o.key), stranger(ds.msg_perm));
         return -1;
     }
+    if (pid_t pid = user_of(ds)) {
+        complain("queue 0x%08x is in use by process %d (its receiver or a sender);"
+                 " not touching it (use another --key)", unsigned(o.key), int(pid));
+        return -1;
+    }
     if (!o.force) {
-        complain("queue 0x%08x already exists (another receiver's, or left by a killed one);"
-                 " remove it with 'ipcrm -Q 0x%08x' or use --force",
+        complain("queue 0x%08x already exists and no process uses it (left by a killed"
+                 " receiver?); remove it with 'ipcrm -Q 0x%08x' or use --force",
                  unsigned(o.key), unsigned(o.key));
         return -1;
     }
@@ -147,6 +166,20 @@ int replace_existing(const Options& o) {
     return id;
 }
 
+// A message to ourselves, sent and taken back, leaves our pid in msg_lspid
+// and msg_lrpid: another receiver's user_of() sees the queue is in use
+// before any sender has come.
+bool mark_in_use(int id) {
+    struct {
+        long mtype;
+    } beacon = {reply_type(getpid())};
+    if (msgsnd(id, &beacon, 0, IPC_NOWAIT) == 0 &&
+        msgrcv(id, &beacon, 0, beacon.mtype, IPC_NOWAIT) == 0)
+        return true;
+    syscall_failed("msgsnd");
+    return false;
+}
+
 Queue create_queue(const Options& o) {
     // IPC_EXCL: a queue already under the key is never silently shared.
     int id = msgget(o.key, IPC_CREAT | IPC_EXCL | o.mode);
@@ -154,7 +187,9 @@ Queue create_queue(const Options& o) {
         id = replace_existing(o);
     else if (id < 0)
         syscall_failed("msgget");
-    return Queue(id);
+    Queue queue(id);
+    if (queue && !mark_in_use(queue.id())) queue.remove();
+    return queue;
 }
 
 // A request of another sender, held back while one sender is mid-line.
@@ -164,11 +199,16 @@ struct Held {
 };
 
 struct Client {
-    enum State { kActive, kClosing, kDone };
+    // Active, then closing after its END; refused after a gap in its
+    // messages (it is told once, and only its LEAVE is read); done once it
+    // said BYE or LEAVE, or died.
+    enum State { kActive, kClosing, kRefused, kDone };
     pid_t pid;
+    uint64_t token = 0;     // the session's secret: every request carries it
     uint32_t next_seq = 1;
-    Tally tally = {};
+    Tally tally = {};       // of what was written for it
     State state = kActive;
+    bool intact = false;    // its END's tally equals ours
 };
 
 class Receiver {
@@ -179,14 +219,18 @@ public:
 private:
     ssize_t next_message(int flags);
     int handle(ssize_t n);
+    int request(Client& c);
     int hello();
     int data(Client& c);
     int end(Client& c);
+    int refuse(Client& c);
     void finish(Client& c, bool clean, const char* how);
     int chat_reply(Client& c);
     bool reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n);
     int drain_outbox(bool block);
+    int on_tick();
     int check_senders();
+    int sweep(const msqid_ds& ds);
     int fail(const char* call);
     int write_failed();
     Client* find(pid_t pid);
@@ -198,8 +242,10 @@ private:
     pid_t me_ = getpid();
     std::vector<Client> clients_;
     unsigned done_ = 0;           // senders finished, one way or another
-    bool all_clean_ = true;       // every one of them said BYE
+    bool all_clean_ = true;       // every one of them said BYE, its data intact
     int owner_ = -1;              // index of the sender in mid-line, or -1
+    bool idle_ = false;           // the last look for a request found none
+    bool stdin_ended_ = false;    // chat: no more replies to read
     std::deque<Held> deferred_;   // other senders' requests meanwhile
     std::deque<Message> outbox_;  // replies waiting for room in the queue
     Message m_ = {};              // the request being handled
@@ -211,13 +257,14 @@ private:
 int Receiver::run() {
     for (;;) {
         if (g_signal) return out_.flush() ? 1 : write_failed();
-        if (int st = g_tick ? check_senders() : kGoOn; st != kGoOn) return st;
+        if (int st = g_tick ? on_tick() : kGoOn; st != kGoOn) return st;
         if (done_ == opt_.senders && outbox_.empty())
             return out_.flush() ? (all_clean_ ? 0 : 1) : write_failed();
         if (int st = drain_outbox(false); st != kGoOn) return st;
         // Block only with nothing left to do: output written, replies sent.
         bool busy = out_.buffered() || !outbox_.empty();
         ssize_t n = next_message(busy ? IPC_NOWAIT : 0);
+        idle_ = n < 0;
         if (n >= 0) {
             if (int st = handle(n); st != kGoOn) return st;
             continue;
@@ -231,14 +278,17 @@ int Receiver::run() {
     }
 }
 
-// The next request to handle: a deferred one when it is due, else one from
-// the queue. Its size, or -1 with errno.
+// The next message to handle: a held-back request when it is due, else one
+// from the queue. Requests come first (type 1 is the lowest); then junk of
+// any type below the replies, so that it never fills the queue. Before the
+// first HELLO no reply can be due, and messages of every type are read.
+// Its size, or -1 with errno.
 ssize_t Receiver::next_message(int flags) {
     auto due = deferred_.begin();
     if (const Client* o = owner())
         while (due != deferred_.end() && due->pid != o->pid) ++due;
     if (due == deferred_.end())
-        return receive_message(q_, m_, kRequestType, flags);
+        return receive_message(q_, m_, clients_.empty() ? -LONG_MAX : -kLastOtherType, flags);
     m_.mtype = kRequestType;
     memcpy(&m_.hdr, due->text.data(), due->text.size());
     ssize_t n = ssize_t(due->text.size());
@@ -247,6 +297,10 @@ ssize_t Receiver::next_message(int flags) {
 }
 
 int Receiver::handle(ssize_t n) {
+    if (m_.mtype != kRequestType) {
+        complain("ignoring a message of type %s: not a request", TypeName(m_.mtype).text);
+        return kGoOn;
+    }
     if (!well_formed(m_, n)) {
         complain("ignoring a malformed message (%zd bytes)", n);
         return kGoOn;
@@ -255,10 +309,20 @@ int Receiver::handle(ssize_t n) {
     if (m_.hdr.kind == kHello) return hello();
     Client* c = find(m_.hdr.pid);
     unsigned kind = m_.hdr.kind;
-    if (c == nullptr || c->state == Client::kDone ||
-        (kind != kData && kind != kEnd && kind != kBye && kind != kLeave)) {
+    if (c == nullptr || c->state == Client::kDone || kind < kData || kind > kPing) {
         complain("ignoring %s (kind %u) from %d: not a request of a sender in session",
                  kind_name(kind), kind, int(m_.hdr.pid));
+        return kGoOn;
+    }
+    // Anyone who may write to the queue can use a sender's pid; only the
+    // sender (and whoever can read the queue) knows its session's token.
+    if (m_.hdr.token != c->token) {
+        complain("ignoring %s from %d: not its session's token (forged?)", kind_name(kind),
+                 int(c->pid));
+        return kGoOn;
+    }
+    if (c->state == Client::kRefused) {  // it has been told: only its LEAVE counts
+        if (kind == kLeave) finish(*c, false, "left");
         return kGoOn;
     }
     if (owner() != nullptr && owner() != c) {  // keep it until the line ends
@@ -266,21 +330,28 @@ int Receiver::handle(ssize_t n) {
         deferred_.push_back(Held{c->pid, std::string(text, size_t(n))});
         return kGoOn;
     }
-    // A gap means lost or forged messages: refuse, so that a sender waiting
-    // for this reply stops instead of waiting forever. LEAVE may skip ahead.
-    if (m_.hdr.seq != c->next_seq && !(kind == kLeave && m_.hdr.seq > c->next_seq)) {
-        complain("ignoring %s from %d: sequence %u, expected %u", kind_name(kind),
-                 int(c->pid), unsigned(m_.hdr.seq), unsigned(c->next_seq));
-        return reply(*c, kRefuse, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+    return request(*c);
+}
+
+// A request of a sender in session, in its turn. LEAVE may skip ahead: a
+// sender interrupted in msgsnd has used a number it never sent.
+int Receiver::request(Client& c) {
+    unsigned kind = m_.hdr.kind;
+    if (m_.hdr.seq != c.next_seq && !(kind == kLeave && m_.hdr.seq > c.next_seq))
+        return refuse(c);
+    ++c.next_seq;
+    switch (kind) {
+    case kData: return data(c);
+    case kEnd: return end(c);
+    case kPing: return reply(c, kAck, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+    case kBye:
+        if (c.state == Client::kClosing)
+            finish(c, c.intact, nullptr);  // end() has said if it was not intact
+        else
+            finish(c, false, "said BYE before END");
+        return kGoOn;
+    default: finish(c, false, "was interrupted"); return kGoOn;  // kLeave
     }
-    ++c->next_seq;
-    if (kind == kData) return data(*c);
-    if (kind == kEnd) return end(*c);
-    if (kind == kBye)
-        finish(*c, c->state == Client::kClosing, "said BYE before END");
-    else
-        finish(*c, false, "was interrupted");
-    return kGoOn;
 }
 
 int Receiver::hello() {
@@ -294,6 +365,11 @@ int Receiver::hello() {
         complain("refusing sender %d: already served %u", int(pid), opt_.senders);
         return reply(c, kRefuse, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
     }
+    if (getentropy(&c.token, sizeof c.token) < 0) {
+        syscall_failed("getentropy");
+        return 1;
+    }
+    c.token |= 1;  // never 0, the token of no session
     clients_.push_back(c);
     set_watchdog(true);
     note("sender %d connected", int(pid));
@@ -310,27 +386,48 @@ int Receiver::data(Client& c) {
     bool ack = !(m_.hdr.flags & kNoAck);
     if (!(ack ? out_.put_now(m_.data, m_.hdr.len) : out_.put(m_.data, m_.hdr.len)))
         return write_failed();
-    c.tally.bytes += m_.hdr.len;
-    ++c.tally.messages;
+    c.tally.add(m_.data, m_.hdr.len);
     owner_ = (m_.hdr.flags & kMore) ? int(&c - clients_.data()) : -1;
     if (!ack) return kGoOn;
     if (opt_.reply && !(m_.hdr.flags & kMore)) return chat_reply(c);  // a line per line
     return reply(c, kAck, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
 }
 
+// END carries the sender's tally: what it sent must be what was written.
 int Receiver::end(Client& c) {
     if (owner() == &c) owner_ = -1;
     if (!out_.flush()) return write_failed();
     c.state = Client::kClosing;
-    note("sender %d finished: %s in %s", int(c.pid), Count(c.tally.bytes, "byte").text,
-         Count(c.tally.messages, "message").text);
+    Tally sent = {};
+    if (m_.hdr.len == sizeof sent) memcpy(&sent, m_.data, sizeof sent);
+    c.intact = m_.hdr.len == sizeof sent && sent == c.tally;
+    if (c.intact)
+        note("sender %d finished: %s in %s", int(c.pid), Count(c.tally.bytes, "byte").text,
+             Count(c.tally.messages, "message").text);
+    else
+        complain("sender %d sent %s in %s, but what was written (%s in %s) differs", int(c.pid),
+                 Count(sent.bytes, "byte").text, Count(sent.messages, "message").text,
+                 Count(c.tally.bytes, "byte").text, Count(c.tally.messages, "message").text);
     return reply(c, kTally, 0, &c.tally, sizeof c.tally) ? kGoOn : fail("msgsnd");
 }
 
+// A message of this sender never arrived (another process took it out of
+// the queue). Say so once, with REFUSE, and from then on read nothing from
+// it but its LEAVE: answering each later request would fill the queue with
+// REFUSEs that an async sender does not read until the end.
+int Receiver::refuse(Client& c) {
+    complain("sender %d: message %u never arrived (got %s seq %u); refusing the rest",
+             int(c.pid), unsigned(c.next_seq), kind_name(m_.hdr.kind), unsigned(m_.hdr.seq));
+    c.state = Client::kRefused;
+    if (owner() == &c) owner_ = -1;
+    return reply(c, kRefuse, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+}
+
 // The sender is gone for good: with BYE (clean), LEAVE or death (not).
+// how, if given, says what went wrong.
 void Receiver::finish(Client& c, bool clean, const char* how) {
     if (owner() == &c) owner_ = -1;
-    if (!clean)
+    if (how != nullptr)
         complain("sender %d %s after %s (%s)", int(c.pid), how,
                  Count(c.tally.messages, "message").text, Count(c.tally.bytes, "byte").text);
     c.state = Client::kDone;
@@ -346,21 +443,38 @@ void Receiver::finish(Client& c, bool clean, const char* how) {
 // Chat mode: the acknowledgment carries a line read from our stdin, in as
 // many replies as it takes; at end of input, an empty one.
 int Receiver::chat_reply(Client& c) {
-    if (isatty(STDIN_FILENO) && !g_quiet) (void)fprintf(stderr, "reply to %d> ", int(c.pid));
-    long max = max_data(q_);  // msg_qbytes may have been lowered since we began
-    if (max < 0) return fail("msgctl");
-    if (max == 0) {
+    bool prompt = isatty(STDIN_FILENO) && !g_quiet && !stdin_ended_;
+    if (prompt) (void)fprintf(stderr, "reply to %d> ", int(c.pid));
+    long limit = message_limit(q_);  // msg_qbytes may have been lowered since we began
+    if (limit < 0) return fail("msgctl(IPC_STAT)");
+    if (size_t(limit) <= kHeaderSize) {
         complain("the queue takes no message bigger than its header: cannot reply");
         return 1;
     }
     for (;;) {
         const char* p = nullptr;
-        ssize_t n = in_.next(size_t(max), &p);
-        if (n < 0 && errno == EINTR && !g_signal) continue;  // the watchdog's tick
+        ssize_t n = stdin_ended_ ? 0 : in_.next(size_t(limit) - kHeaderSize, &p);
+        if (n < 0 && errno == EINTR && !g_signal) {
+            // A tick while the user types. A sender that died or left
+            // meanwhile gets no reply: run()'s look at the tick finishes it.
+            if (g_tick && !alive(c.pid)) {
+                if (prompt) (void)fputc('\n', stderr);
+                return kGoOn;
+            }
+            msqid_ds ds;
+            if (g_tick && msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
+            g_tick = 0;
+            continue;
+        }
         if (n < 0 && g_signal) return 1;  // run() will say nothing more: it is a signal
         if (n < 0) {
             syscall_failed("read");
             return 1;
+        }
+        if (n == 0 && !stdin_ended_) {
+            stdin_ended_ = true;
+            if (prompt) (void)fputc('\n', stderr);
+            note("standard input ended: the replies are empty from now on");
         }
         bool more = n > 0 && p[n - 1] != '\n';
         if (!reply(c, kAck, more ? kMore : 0, p, size_t(n))) return fail("msgsnd");
@@ -373,7 +487,7 @@ int Receiver::chat_reply(Client& c) {
 // that waits for room to send us its request.
 bool Receiver::reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n) {
     r_.mtype = reply_type(c.pid);
-    r_.hdr = Header{int32_t(me_), kind, flags, m_.hdr.seq, uint32_t(n)};
+    r_.hdr = Header{int32_t(me_), kind, flags, m_.hdr.seq, uint32_t(n), c.token};
     if (n > 0) memcpy(r_.data, p, n);
     trace("sent", r_);
     if (outbox_.empty()) {
@@ -398,11 +512,31 @@ int Receiver::drain_outbox(bool block) {
     return kGoOn;
 }
 
-// The watchdog ticked: a sender that died without a word is finished. What
-// it sent before it died (data, or its LEAVE) is handled first, including
-// requests held back for another sender's line: a later tick finishes it.
-int Receiver::check_senders() {
+// Once a second while senders are connected: senders that died, a queue
+// removed or shrunk under us, junk taking the room that senders need.
+int Receiver::on_tick() {
     g_tick = 0;
+    if (int st = check_senders(); st != kGoOn) return st;
+    msqid_ds ds = {};
+    if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
+    if (!outbox_.empty()) {  // a reply bigger than msg_qbytes would wait forever
+        long limit = message_limit(q_);
+        size_t size = kHeaderSize + outbox_.front().hdr.len;
+        if (limit < 0) return fail("msgctl(IPC_STAT)");
+        if (size > size_t(limit)) {
+            complain("queue 0x%08x now takes messages of at most %ld bytes: a reply of %zu"
+                     " bytes can never be sent", unsigned(g_key), limit, size);
+            return 1;
+        }
+    }
+    return idle_ ? sweep(ds) : kGoOn;
+}
+
+// A sender that died without a word is finished. What it sent before it
+// died (data, or its LEAVE) is handled first, including requests held back
+// for another sender's line: a later tick finishes it. Dead before its BYE,
+// it did not finish, even after its END.
+int Receiver::check_senders() {
     auto dead = [this] {
         for (const Client& c : clients_)
             if (c.state != Client::kDone && !alive(c.pid)) return true;
@@ -411,19 +545,44 @@ int Receiver::check_senders() {
     if (!dead()) return kGoOn;
     for (ssize_t n; !g_signal && (n = next_message(IPC_NOWAIT)) >= 0;)
         if (int st = handle(n); st != kGoOn) return st;
-    for (Client& c : clients_) {
-        if (c.state == Client::kDone || alive(c.pid) || holding(c.pid)) continue;
-        // Dead after its END: it has everything it asked for.
-        if (c.state == Client::kClosing)
-            finish(c, true, nullptr);
-        else
+    for (Client& c : clients_)
+        if (c.state != Client::kDone && !alive(c.pid) && !holding(c.pid))
             finish(c, false, "died");
+    return kGoOn;
+}
+
+// Junk addressed to no sender of ours (a type above 2^31 that nobody
+// reads) can fill the queue, and senders then wait for room forever. When
+// we have nothing to read and a sender's next message might not fit, we
+// take every message out: requests that came meanwhile are held to be
+// handled next, replies to our senders go back in the same order (first in
+// the outbox), the rest is dropped. Bounded by the count: junk may keep coming.
+int Receiver::sweep(const msqid_ds& ds) {
+    size_t biggest = ds.msg_qbytes < kMsgMax ? size_t(ds.msg_qbytes) : kMsgMax;
+    size_t room = ds.msg_cbytes < ds.msg_qbytes ? size_t(ds.msg_qbytes - ds.msg_cbytes) : 0;
+    if (ds.msg_qnum == 0 || (room >= biggest && ds.msg_qnum < ds.msg_qbytes)) return kGoOn;
+    std::deque<Message> kept;
+    for (msgqnum_t i = 0; i < ds.msg_qnum; ++i) {
+        ssize_t n = receive_message(q_, r_, -LONG_MAX, IPC_NOWAIT);
+        if (n < 0 && errno == ENOMSG) break;
+        if (n < 0) return fail("msgrcv");
+        long pid = r_.mtype - kReplyBase;
+        const Client* c = pid > 0 && pid <= INT_MAX ? find(pid_t(pid)) : nullptr;
+        if (r_.mtype == kRequestType)
+            deferred_.push_back(
+                Held{r_.hdr.pid, std::string(reinterpret_cast<const char*>(&r_.hdr), size_t(n))});
+        else if (c != nullptr && c->state != Client::kDone)
+            kept.push_back(r_);
+        else
+            complain("ignoring a message of type %s: a reply to no sender of ours",
+                     TypeName(r_.mtype).text);
     }
+    outbox_.insert(outbox_.begin(), kept.begin(), kept.end());
     return kGoOn;
 }
 
 int Receiver::fail(const char* call) {
-    ipc_failed(call);
+    report_errno(call, ipc_errno(q_));
     if (!out_.flush()) write_failed();  // what was received is still written
     return 1;
 }
@@ -450,6 +609,7 @@ Client* Receiver::find(pid_t pid) {
 
 int main(int argc, char** argv) {
     g_prog = "receiver";
+    guard_std_fds();
     Options opt = parse_options(argc, argv);
     g_key = opt.key;
     install_signal_handlers();
@@ -463,10 +623,7 @@ int main(int argc, char** argv) {
             if (!queue.remove()) status = 1;
         }
     }
-    if (close(STDOUT_FILENO) < 0) {
-        syscall_failed("close(stdout)");
-        status = 1;
-    }
+    if (!close_stdout()) status = 1;
     reraise_if_signalled();
     return status;
 }

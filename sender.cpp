@@ -4,6 +4,8 @@
 //
 // The sender never creates or removes the queue: it waits for the receiver
 // to create it, checks that it belongs to us, and says HELLO, END and BYE.
+// Every request after HELLO carries the session's token from WELCOME; END
+// carries a checksum of everything sent, which the receiver's TALLY must match.
 #include "common.h"
 
 #include <getopt.h>
@@ -36,8 +38,9 @@ void usage() {
         "  -h, --help          show this help and exit\n"
         "  -V, --version       show the version and exit\n"
         "\n"
-        "Exit status: 0 all delivered, 1 failure, 2 usage error;\n"
-        "SIGINT, SIGTERM, SIGHUP: killed by it.\n",
+        "Exit status: 0 all delivered and the receiver's tally agrees, 1 failure,\n"
+        "2 usage error. SIGINT, SIGTERM, SIGHUP, SIGQUIT and the other stop\n"
+        "signals: the sender tells the receiver it leaves, then is killed as usual.\n",
         unsigned(default_key()));
 }
 
@@ -52,57 +55,68 @@ Options parse_options(int argc, char** argv) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":k:w:aqvhV", longopts, nullptr)) != -1) {
         switch (c) {
-        case 'k': o.key = key_t(parse_number(optarg, 0, 1, 0xFFFFFFFFLL, "--key")); break;
-        case 'w': o.wait = long(parse_number(optarg, 10, 0, 86400, "--wait")); break;
+        case 'k': o.key = key_t(parse_number(optarg, Radix::kAny, 1, 0xFFFFFFFFLL, "--key")); break;
+        case 'w': o.wait = long(parse_number(optarg, Radix::kDecimal, 0, 86400, "--wait")); break;
         case 'a': o.async = true; break;
         case 'q': g_quiet = true; break;
         case 'v': g_verbose = true; break;
         case 'h': usage(); exit_after_printing();
         case 'V': printf("sender (msgq-pair) %s\n", kVersion); exit_after_printing();
-        default: bad_option(c, argv);
+        default: bad_option(c, argv, longopts);
         }
     }
     o.messages.assign(argv + optind, argv + argc);
     return o;
 }
 
-time_t now() {
+// Seconds on a clock that never jumps, to the nanosecond: --wait waits at
+// least what it says, wherever in a second it started.
+double now() {
     timespec ts = {};
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
 }
+
+// judge()'s "this is the reply we wait for"; kGoOn is "read on".
+constexpr int kGot = -2;
 
 class Sender {
 public:
-    explicit Sender(const Options& o) : opt_(o), deadline_(now() + o.wait) {}
+    explicit Sender(const Options& o) : opt_(o), deadline_(now() + double(o.wait)) {}
     int run();
 
 private:
     int open_queue();
     int check_queue();
+    int fit_queue();
     int say_hello();
     int send_lines(const char* p, size_t n);
     int send_input();
     int send_data(const char* p, size_t n);
     int say_goodbye();
-    int send(uint16_t kind, uint16_t flags, const char* p, size_t n);
-    int await(uint16_t kind);
-    int await_ack();
-    int refused(uint16_t kind);
-    int check_receiver();
+    int send(uint16_t kind, uint16_t flags, const void* p, size_t n);
+    int await(uint16_t kind, uint32_t want);
+    int await_ack(uint32_t seq);
+    int judge(ssize_t n, uint16_t kind, uint32_t want);
+    void ping();
+    int drain_replies();
+    int on_tick();
     int on_interrupt();
     int fail(const char* call);
 
     const Options& opt_;
     bool interactive_ = isatty(STDIN_FILENO) && !g_quiet;  // prompt and confirm
-    time_t deadline_;       // for the receiver to show up
+    double deadline_;       // for the receiver to show up
     int q_ = -1;
     pid_t me_ = getpid();
     pid_t peer_ = 0;        // the receiver, once it has welcomed us
+    uint64_t token_ = 0;    // the session's secret, from WELCOME
     uint32_t seq_ = 0;      // of the last request sent
+    uint32_t pinged_ = 0;   // seq of the last PING sent, 0 if none
     size_t chunk_ = 0;      // data bytes per message that the queue accepts
     bool queue_filled_ = false;  // an IPC_NOWAIT send met a full queue
-    Tally sent_ = {}, acked_ = {};
+    Tally sent_ = {};       // everything sent, with its checksum
+    Tally acked_ = {};      // bytes and messages acknowledged (or tallied)
     Message m_ = {};        // the request being sent
     Message r_ = {};        // the reply being read
 };
@@ -149,26 +163,36 @@ int Sender::check_queue() {
                  unsigned(g_key), stranger(ds.msg_perm));
         return 1;
     }
-    long max = max_data(q_);
-    if (max < 0) return fail("msgctl");
-    if (max == 0) {
-        complain("queue 0x%08x takes no message bigger than its header", unsigned(g_key));
-        return 1;
+    return fit_queue();
+}
+
+// Sizes our messages to what the queue takes now: msg_qbytes may be lowered
+// at any time by the queue's owner. A queue too small for END and TALLY can
+// carry no session.
+int Sender::fit_queue() {
+    long limit = message_limit(q_);
+    if (limit < 0) return fail("msgctl(IPC_STAT)");
+    if (size_t(limit) < kMinText) {
+        complain("queue 0x%08x takes messages of at most %ld bytes; msgq-pair needs %zu",
+                 unsigned(g_key), limit, kMinText);
+        return on_interrupt();
     }
-    chunk_ = size_t(max);
+    chunk_ = size_t(limit) - kHeaderSize;
     return kGoOn;
 }
 
 int Sender::say_hello() {
     int st = send(kHello, opt_.async ? kNoAck : 0, nullptr, 0);
-    if (st == kGoOn) st = await(kWelcome);
+    if (st == kGoOn) st = await(kWelcome, 0);
     if (st != kGoOn) return st;
     peer_ = r_.hdr.pid;
+    token_ = r_.hdr.token;
     note("connected to receiver %d", int(peer_));
     if (interactive_ && opt_.messages.empty()) note("type lines to send; Ctrl-D ends");
     return kGoOn;
 }
 
+// Arguments: each chunk ends at a newline or at the message size.
 int Sender::send_lines(const char* p, size_t n) {
     while (n > 0) {
         size_t len = chunk_length(p, n, chunk_);
@@ -183,6 +207,10 @@ int Sender::send_input() {
     LineReader in(STDIN_FILENO);
     for (;;) {
         if (g_signal) return on_interrupt();
+        if (g_tick) {  // while we wait for input: is the session still there?
+            if (int st = on_tick(); st != kGoOn) return st;
+            if (int st = drain_replies(); st != kGoOn) return st;
+        }
         const char* p = nullptr;
         ssize_t n = in.next(chunk_, &p);
         if (n == 0) return kGoOn;
@@ -190,34 +218,40 @@ int Sender::send_input() {
             if (int st = send_data(p, size_t(n)); st != kGoOn) return st;
             continue;
         }
-        if (errno != EINTR) {
+        if (errno != EINTR) {  // EINTR: a signal or the watchdog, seen above
             syscall_failed("read");
             on_interrupt();  // tell the receiver we go
             return 1;
         }
-        // A blocked read ends with EINTR for a signal (seen above) or the watchdog.
-        if (int st = check_receiver(); st != kGoOn) return st;
     }
 }
 
+// One chunk of input, in one DATA, or in more if the queue shrinks while
+// we send it.
 int Sender::send_data(const char* p, size_t n) {
-    uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
-    if (int st = send(kData, flags, p, n); st != kGoOn) return st;
-    sent_.bytes += n;
-    ++sent_.messages;
-    if (opt_.async) return kGoOn;
-    if (int st = await_ack(); st != kGoOn) return st;
-    acked_.bytes += n;
-    ++acked_.messages;
-    if (interactive_)
-        note("delivered message %u (%s)", unsigned(seq_), Count(n, "byte").text);
+    while (n > 0) {
+        uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
+        if (int st = send(kData, flags, p, n); st != kGoOn) return st;
+        size_t len = m_.hdr.len;  // send() may have cut it to fit
+        uint32_t seq = seq_;
+        sent_.add(p, len);
+        p += len;
+        n -= len;
+        if (opt_.async) continue;
+        if (int st = await_ack(seq); st != kGoOn) return st;
+        acked_.bytes += len;
+        ++acked_.messages;
+        if (interactive_)
+            note("delivered message %u (%s)", unsigned(seq), Count(len, "byte").text);
+    }
     return kGoOn;
 }
 
-// END, then the tally, which must match what we sent, then BYE.
+// END with our tally, the receiver's TALLY, BYE. The two tallies must
+// agree, checksum included: the receiver wrote exactly what we sent.
 int Sender::say_goodbye() {
-    if (int st = send(kEnd, 0, nullptr, 0); st != kGoOn) return st;
-    if (int st = await(kTally); st != kGoOn) return st;
+    if (int st = send(kEnd, 0, &sent_, sizeof sent_); st != kGoOn) return st;
+    if (int st = await(kTally, seq_); st != kGoOn) return st;
     Tally got = {};
     if (r_.hdr.len == sizeof got) memcpy(&got, r_.data, sizeof got);
     acked_ = got;
@@ -226,6 +260,12 @@ int Sender::say_goodbye() {
         complain("the receiver got %s in %s, but %s in %s were sent",
                  Count(got.bytes, "byte").text, Count(got.messages, "message").text,
                  Count(sent_.bytes, "byte").text, Count(sent_.messages, "message").text);
+        return 1;
+    }
+    if (!(got == sent_)) {
+        complain("the receiver wrote %s in %s, as many as were sent, but not the same bytes"
+                 " (the checksums differ)",
+                 Count(got.bytes, "byte").text, Count(got.messages, "message").text);
         return 1;
     }
     note("done: %s in %s delivered", Count(got.bytes, "byte").text,
@@ -237,14 +277,23 @@ int Sender::say_goodbye() {
 // for room, never drop. The kernel copies a message before it finds the
 // queue full, so a refused offer costs a whole copy: once the queue has
 // filled up, the sender lets msgsnd wait from then on. Everything else
-// waits at once.
-int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
+// waits at once. A queue that shrinks below a waiting DATA gets less of it
+// now; send_data() sends the rest.
+int Sender::send(uint16_t kind, uint16_t flags, const void* p, size_t n) {
     m_.mtype = kRequestType;
-    m_.hdr = Header{int32_t(me_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n)};
+    m_.hdr = Header{int32_t(me_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n), token_};
     if (n > 0) memcpy(m_.data, p, n);
     int wait = (flags & kNoAck) && kind == kData && !queue_filled_ ? IPC_NOWAIT : 0;
     for (;;) {
         if (g_signal) return on_interrupt();
+        if (g_tick) {
+            if (int st = on_tick(); st != kGoOn) return st;
+            if (int st = drain_replies(); st != kGoOn) return st;
+            if (kind == kData && m_.hdr.len > chunk_) {
+                m_.hdr.len = uint32_t(chunk_);
+                m_.hdr.flags |= kMore;
+            }
+        }
         if (send_message(q_, m_, wait) == 0) {
             trace("sent", m_);
             return kGoOn;
@@ -255,56 +304,32 @@ int Sender::send(uint16_t kind, uint16_t flags, const char* p, size_t n) {
             wait = 0;
         } else if (errno != EINTR) {  // msgsnd is never restarted: EINTR comes back
             return fail("msgsnd");
-        } else if (int st = check_receiver(); st != kGoOn) {
-            return st;
         }
     }
 }
 
-// Waits for the reply of this kind to our last request; anything else sent
-// to our reply type is reported and skipped.
-int Sender::await(uint16_t kind) {
-    for (;;) {
+// Waits for the reply of this kind to request `want`. While a living
+// receiver stays silent, a PING after 2, 4, 8... seconds asks whether a
+// message went missing (see ping()).
+int Sender::await(uint16_t kind, uint32_t want) {
+    for (unsigned ticks = 0;;) {
         if (g_signal) return on_interrupt();
+        if (g_tick) {
+            if (int st = on_tick(); st != kGoOn) return st;
+            ++ticks;
+            if (peer_ != 0 && ticks >= 2 && (ticks & (ticks - 1)) == 0) ping();
+        }
         ssize_t n = receive_message(q_, r_, reply_type(me_), 0);
         if (n < 0 && errno != EINTR) return fail("msgrcv");
-        if (n < 0) {  // a signal (seen above), or the watchdog: anyone there?
-            if (int st = check_receiver(); st != kGoOn) return st;
-            continue;
-        }
-        uint32_t want = kind == kWelcome ? 0 : seq_;
-        if (!well_formed(r_, n)) {
-            complain("ignoring a malformed reply (%zd bytes)", n);
-            continue;
-        }
-        trace("got", r_);
-        if (r_.hdr.kind == kRefuse && r_.hdr.seq == want && (!peer_ || r_.hdr.pid == peer_))
-            return refused(kind);
-        else if (r_.hdr.kind != kind || r_.hdr.seq != want || (peer_ && r_.hdr.pid != peer_))
-            complain("ignoring a reply %s seq %u from %d: waiting for %s seq %u",
-                     kind_name(r_.hdr.kind), unsigned(r_.hdr.seq), int(r_.hdr.pid),
-                     kind_name(kind), unsigned(want));
-        else
-            return kGoOn;
+        if (n < 0) continue;  // a signal or the watchdog: seen above
+        if (int st = judge(n, kind, want); st != kGoOn) return st == kGot ? kGoOn : st;
     }
-}
-
-// The receiver said no: to HELLO when it serves enough senders already,
-// to anything else when it saw a gap in our sequence numbers.
-int Sender::refused(uint16_t kind) {
-    if (kind == kWelcome) {
-        complain("the receiver refused: it serves no more senders");
-        return 1;
-    }
-    complain("the receiver refused message %u: it did not get all the messages before it",
-             unsigned(seq_));
-    return on_interrupt();
 }
 
 // An acknowledgment may carry a chat reply, over several messages.
-int Sender::await_ack() {
+int Sender::await_ack(uint32_t seq) {
     do {
-        if (int st = await(kAck); st != kGoOn) return st;
+        if (int st = await(kAck, seq); st != kGoOn) return st;
         if (!write_all(STDOUT_FILENO, r_.data, r_.hdr.len)) {  // chat reply
             syscall_failed("write");
             on_interrupt();
@@ -314,19 +339,81 @@ int Sender::await_ack() {
     return kGoOn;
 }
 
-// The watchdog ticked: the queue may be gone, or the receiver dead without
-// removing it, or (before WELCOME) --wait over. Each ends the transfer.
-int Sender::check_receiver() {
-    if (!g_tick) return kGoOn;
+// What a reply addressed to us means while we wait for the reply of this
+// kind to request `want` (kind 0: while we wait for none). kGot: it is that
+// reply; kGoOn: read on; anything else: the exit status.
+int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
+    if (!well_formed(r_, n)) {
+        complain("ignoring a malformed reply (%zd bytes)", n);
+        return kGoOn;
+    }
+    trace("got", r_);
+    const Header& h = r_.hdr;
+    if (peer_ == 0) {  // the answer to our HELLO, from a receiver not known yet
+        if (kind == kWelcome && h.seq == 0 && h.kind == kWelcome) return kGot;
+        if (kind == kWelcome && h.seq == 0 && h.kind == kRefuse) {
+            complain("the receiver refused: it serves no more senders");
+            return 1;
+        }
+    } else if (h.pid != peer_ || h.token != token_) {
+        complain("ignoring a reply %s from %d: not from our session's receiver",
+                 kind_name(h.kind), int(h.pid));
+        return kGoOn;
+    } else if (h.kind == kRefuse) {
+        complain("the receiver refused message %u: a message before it never arrived",
+                 unsigned(h.seq));
+        return on_interrupt();
+    } else if (kind != 0 && h.kind == kind && h.seq == want) {
+        return kGot;
+    } else if (h.kind == kAck && h.seq <= pinged_) {
+        if (kind == 0 || h.seq < want) return kGoOn;  // a late answer to an earlier PING
+        complain("the receiver's reply to message %u never came, but its answer to a later"
+                 " PING did (taken out of the queue by another process?)", unsigned(want));
+        return on_interrupt();
+    }
+    complain("ignoring an unexpected reply %s seq %u from %d", kind_name(h.kind),
+             unsigned(h.seq), int(h.pid));
+    return kGoOn;
+}
+
+// A PING is a request like any other. If one of ours went missing, the
+// receiver sees the gap and refuses; if its reply to us went missing, its
+// answer to the PING comes first. Either ends the wait (judge()). Sent with
+// IPC_NOWAIT and not checked: in a full queue the receiver has work waiting,
+// and a later tick asks again.
+void Sender::ping() {
+    m_.mtype = kRequestType;
+    m_.hdr = Header{int32_t(me_), kPing, 0, seq_ + 1, 0, token_};
+    if (send_message(q_, m_, IPC_NOWAIT) < 0) return;
+    pinged_ = ++seq_;
+    trace("sent", m_);
+}
+
+// Between replies only late answers to our PINGs are addressed to us, or a
+// REFUSE (an async sender reads nothing else until the end). Reading them
+// once a second finds a REFUSE early, and keeps junk sent to our type from
+// filling the queue.
+int Sender::drain_replies() {
+    if (peer_ == 0) return kGoOn;
+    for (;;) {
+        ssize_t n = receive_message(q_, r_, reply_type(me_), IPC_NOWAIT);
+        if (n < 0) return errno == ENOMSG ? kGoOn : fail("msgrcv");
+        if (int st = judge(n, 0, 0); st != kGoOn) return st;
+    }
+}
+
+// The watchdog ticked: is there still someone to talk to? Before WELCOME
+// only --wait bounds the wait. After it, the queue must still exist, the
+// receiver live, and msg_qbytes still let END and TALLY through.
+int Sender::on_tick() {
     g_tick = 0;
-    if (peer_ == 0) {  // not welcomed yet: only --wait applies
+    if (peer_ == 0) {
         if (now() < deadline_) return kGoOn;
         complain("no answer from a receiver on queue 0x%08x (waited %ld s)", unsigned(g_key),
                  opt_.wait);
         return 1;
     }
-    msqid_ds ds;
-    if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
+    if (int st = fit_queue(); st != kGoOn) return st;
     return alive(peer_) ? kGoOn : fail(nullptr);
 }
 
@@ -334,7 +421,7 @@ int Sender::check_receiver() {
 int Sender::on_interrupt() {
     if (peer_ == 0) return 1;
     m_.mtype = kRequestType;
-    m_.hdr = Header{int32_t(me_), kLeave, 0, ++seq_, 0};
+    m_.hdr = Header{int32_t(me_), kLeave, 0, ++seq_, 0, token_};
     if (send_message(q_, m_, IPC_NOWAIT) == 0) trace("sent", m_);
     return 1;
 }
@@ -343,13 +430,12 @@ int Sender::on_interrupt() {
 // null) and how much the receiver had acknowledged by then (with --async,
 // how much was sent: the receiver confirms only at the end).
 int Sender::fail(const char* call) {
+    int e = call != nullptr ? ipc_errno(q_) : 0;
     char what[160];
-    if (call == nullptr) {
+    if (call == nullptr)
         snprintf(what, sizeof what, "the receiver (pid %d) died", int(peer_));
-    } else {
-        int e = queue_gone(errno) && q_ >= 0 ? EIDRM : errno;
+    else
         snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(g_key));
-    }
     if (peer_ == 0)
         complain("%s", what);
     else if (opt_.async)  // nothing is confirmed before the tally
@@ -365,15 +451,13 @@ int Sender::fail(const char* call) {
 
 int main(int argc, char** argv) {
     g_prog = "sender";
+    guard_std_fds();
     Options opt = parse_options(argc, argv);
     g_key = opt.key;
     install_signal_handlers();
     set_watchdog(true);
     int status = Sender(opt).run();
-    if (close(STDOUT_FILENO) < 0) {
-        syscall_failed("close(stdout)");
-        status = 1;
-    }
+    if (!close_stdout()) status = 1;
     reraise_if_signalled();
     return status;
 }

@@ -366,8 +366,10 @@ t_hostile_messages() {
   [ -z "$old_max" ] || expect_grep "$T/r.err" 'ignoring a malformed message \(8192 bytes\)'
   expect_grep "$T/r.err" 'ignoring UNKNOWN \(kind 99\)'
   expect_grep "$T/r.err" 'ignoring HELLO from 999999'
-  expect_grep "$T/r.err" "ignoring DATA from $s_pid: sequence 777, expected 1"
-  expect_grep "$T/s.err" 'ignoring a reply ACK seq 777 from 1'
+  expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
+  expect_grep "$T/r.err" "ignoring DATA from $s_pid: not its session's token"
+  expect_grep "$T/r.err" "ignoring END from $s_pid: not its session's token"
+  expect_grep "$T/s.err" 'ignoring a reply ACK from 1: not from our session'
   expect_grep "$T/s.err" 'ignoring a malformed reply \(2 bytes\)'
   expect_no_grep "$T/r.err" 'died|Identifier removed'
 }

@@ -1,15 +1,20 @@
 // tests/hostile.cpp - what any process with write access can do to a queue,
-// for the fault tests. Not part of the product.
+// or a parent to the process state it passes on, for the fault tests. Not
+// part of the product.
 //
 //   hostile KEY junk               malformed requests and strangers' messages
 //   hostile KEY forge PID          replies and requests forged for sender PID
+//   hostile KEY forgedata PID SEQ TEXT   a DATA with TEXT in the name of PID
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
-//   hostile KEY inject PID         a first async DATA message in the name of PID
-//   hostile KEY steal              take the first DATA request out of the queue
-//   hostile KEY fill               fill the queue with messages nobody reads
+//   hostile KEY steal [TYPE]       take the first DATA request (or the first
+//                                  message of TYPE) out of the queue
+//   hostile KEY tamper             change the bytes of the first DATA request,
+//                                  header and token untouched
+//   hostile KEY fill [TYPE]        fill the queue with messages nobody reads
 //   hostile KEY squat              create the queue under KEY with mode 0666
 //   hostile KEY handover UID       make UID the owner (the creator stays)
 //   hostile KEY count              print how many messages the queue holds
+//   hostile nonblock CMD...        run CMD with its stdin set O_NONBLOCK
 #include "common.h"
 
 #include <string>
@@ -25,99 +30,122 @@ int qid_of(key_t key) {
     return id;
 }
 
-void put(int id, long type, const void* text, size_t n) {
+// quiet: a failure is expected (a message bigger than msgmax, unless the
+// test raised it) and not reported.
+void put(int id, long type, const void* text, size_t n, bool quiet = false) {
     struct {
         long mtype;
         char text[16384];
     } buf = {};
     buf.mtype = type;
     memcpy(buf.text, text, n);
-    if (msgsnd(id, &buf, n, IPC_NOWAIT) < 0) syscall_failed("msgsnd");
+    if (msgsnd(id, &buf, n, IPC_NOWAIT) < 0 && !quiet) syscall_failed("msgsnd");
 }
 
-void put(int id, long type, Header h, size_t extra = 0) {
+void put(int id, long type, Header h, size_t extra = 0, bool quiet = false) {
     char text[16384] = {};
     memcpy(text, &h, sizeof h);
-    put(id, type, text, sizeof h + extra);
+    put(id, type, text, sizeof h + extra, quiet);
 }
 
 // Requests no receiver should act on: short, empty, oversized, lying about
-// their length, of unknown kinds, from strangers.
+// their length, of unknown kinds, from strangers, of types nobody reads.
 void junk(int id) {
     put(id, kRequestType, "abc", 3);
     put(id, kRequestType, "", 0);
-    msginfo info = {};
-    msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info));
-    if (size_t(info.msgmax) > kTextSize) put(id, kRequestType, Header{1, kData, 0, 1, 9000}, 9000);
-    put(id, kRequestType, Header{1, kData, 0, 1, 500}, 20);
-    put(id, kRequestType, Header{int32_t(getpid()), 99, 0, 1, 0});
-    put(id, kRequestType, Header{999999, kData, 0, 1, 4}, 4);
-    put(id, kRequestType, Header{999999, kHello, 0, 0, 0});
-    put(id, kRequestType, Header{1, kEnd, 0, 1, 0});
+    put(id, kRequestType, Header{1, kData, 0, 1, 9000, 0}, 9000, true);  // > 8192
+    put(id, kRequestType, Header{1, kData, 0, 1, 500, 0}, 20);
+    put(id, kRequestType, Header{int32_t(getpid()), 99, 0, 1, 0, 0});
+    put(id, kRequestType, Header{999999, kData, 0, 1, 4, 0}, 4);
+    put(id, kRequestType, Header{999999, kHello, 0, 0, 0, 0});
+    put(id, kRequestType, Header{1, kEnd, 0, 1, 0, 0});
+    put(id, 42, Header{1, kData, 0, 1, 0, 0});
 }
 
-// A forger who knows a sender's pid: replies it never asked for, and
-// requests in its name with a wrong sequence number.
+// A forger who knows a sender's pid but not its session's token: replies
+// it never asked for, and requests in its name.
 void forge(int id, pid_t pid) {
-    put(id, reply_type(pid), Header{1, kAck, 0, 777, 0});
-    put(id, reply_type(pid), Header{1, kTally, 0, 777, 0});
+    put(id, reply_type(pid), Header{1, kAck, 0, 777, 0, 0});
+    put(id, reply_type(pid), Header{1, kTally, 0, 777, 0, 0});
     put(id, reply_type(pid), "xy", 2);
-    put(id, kRequestType, Header{int32_t(pid), kData, 0, 777, 6}, 6);
-    put(id, kRequestType, Header{int32_t(pid), kEnd, 0, 778, 0});
+    put(id, kRequestType, Header{int32_t(pid), kData, 0, 777, 6, 0}, 6);
+    put(id, kRequestType, Header{int32_t(pid), kEnd, 0, 778, 0, 0});
 }
 
-void inject(int id, pid_t pid) {
-    Header h{int32_t(pid), kData, kNoAck, 1, 5};
-    char text[sizeof h + 5];
-    memcpy(text, &h, sizeof h);
-    memcpy(text + sizeof h, "evil\n", 5);
-    put(id, kRequestType, text, sizeof text);
+void forge_data(int id, pid_t pid, uint32_t seq, const std::string& text) {
+    Header h{int32_t(pid), kData, 0, seq, uint32_t(text.size()), 0};
+    std::string m(reinterpret_cast<const char*>(&h), sizeof h);
+    put(id, kRequestType, (m + text).data(), m.size() + text.size());
 }
 
-int steal(int id) {
-    Message m;
-    for (;;) {
-        ssize_t n = receive_message(id, m, kRequestType, IPC_NOWAIT);
+// Takes out the first message of the type (0: the first DATA request).
+// Others taken on the way go back (at the end). 0 if one was found.
+int take(int id, long type, Message& m, ssize_t* len) {
+    for (size_t tries = 0; tries < 10000; ++tries) {
+        ssize_t n = receive_message(id, m, type != 0 ? type : kRequestType, IPC_NOWAIT);
         if (n < 0) return syscall_failed("msgrcv"), 1;
-        if (m.hdr.kind == kData) return 0;
-        send_message(id, m, IPC_NOWAIT);  // not the one: put it back (at the end)
+        *len = n;
+        if (type != 0 || m.hdr.kind == kData) return 0;
+        send_message(id, m, IPC_NOWAIT);  // not the one: put it back
     }
+    return 1;
+}
+
+// A parent that leaves its stdin non-blocking, as some tools do.
+int exec_nonblocking(char** argv) {
+    int fl = fcntl(STDIN_FILENO, F_GETFL);
+    if (fl < 0 || fcntl(STDIN_FILENO, F_SETFL, fl | O_NONBLOCK) < 0) return syscall_failed("fcntl"), 1;
+    execvp(argv[0], argv);
+    return syscall_failed("execvp"), 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     g_prog = "hostile";
+    if (argc > 2 && strcmp(argv[1], "nonblock") == 0) return exec_nonblocking(argv + 2);
     if (argc < 3)
-        usage_error("usage: hostile KEY junk|forge PID|inject PID|qbytes N|steal|fill|squat|"
-                    "handover UID|count");
-    g_key = key_t(parse_number(argv[1], 0, 1, 0xFFFFFFFFLL, "KEY"));
+        usage_error("usage: hostile KEY junk|forge PID|forgedata PID SEQ TEXT|qbytes N|"
+                    "steal [TYPE]|tamper|fill [TYPE]|squat|handover UID|count");
+    g_key = key_t(parse_number(argv[1], Radix::kAny, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
+    auto arg = [&](int i, long long lo, long long hi) {
+        if (argc <= i) usage_error("%s needs more arguments", what.c_str());
+        return parse_number(argv[i], Radix::kAny, lo, hi, what.c_str());
+    };
     if (what == "squat") return msgget(g_key, IPC_CREAT | IPC_EXCL | 0666) < 0 ? 1 : 0;
     int id = qid_of(g_key);
+    Message m;
+    ssize_t n = 0;
     if (what == "junk") junk(id);
-    if (what == "forge" && argc > 3) forge(id, pid_t(parse_number(argv[3], 10, 1, INT_MAX, "PID")));
-    if (what == "inject" && argc > 3)
-        inject(id, pid_t(parse_number(argv[3], 10, 1, INT_MAX, "PID")));
-    if (what == "steal") return steal(id);
+    if (what == "forge") forge(id, pid_t(arg(3, 1, INT_MAX)));
+    if (what == "forgedata" && argc > 5)
+        forge_data(id, pid_t(arg(3, 1, INT_MAX)), uint32_t(arg(4, 0, UINT32_MAX)), argv[5]);
+    if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, m, &n);
+    if (what == "tamper") {
+        if (take(id, 0, m, &n) != 0) return 1;
+        for (uint32_t i = 0; i < m.hdr.len; ++i) m.data[i] = m.data[i] == 'X' ? 'Y' : 'X';
+        if (send_message(id, m, IPC_NOWAIT) < 0) return syscall_failed("msgsnd"), 1;
+    }
     if (what == "fill") {
         struct {
             long mtype = 42;
             char text[1000] = {};
         } junk;
-        for (size_t n = sizeof junk.text; n > 0; n /= 2)  // to the last byte
-            while (msgsnd(id, &junk, n, IPC_NOWAIT) == 0) {
+        if (argc > 3) junk.mtype = long(arg(3, 1, LONG_MAX));
+        for (size_t len = sizeof junk.text; len > 0; len /= 2)  // to the last byte
+            while (msgsnd(id, &junk, len, IPC_NOWAIT) == 0) {
             }
     }
     msqid_ds ds = {};
     if (msgctl(id, IPC_STAT, &ds) < 0) return syscall_failed("msgctl"), 1;
     if (what == "count") printf("%lu\n", static_cast<unsigned long>(ds.msg_qnum));
-    if (what == "handover" && argc > 3) {
-        ds.msg_perm.uid = uid_t(parse_number(argv[3], 10, 0, INT_MAX, "UID"));
+    if (what == "handover") {
+        ds.msg_perm.uid = uid_t(arg(3, 0, INT_MAX));
         if (msgctl(id, IPC_SET, &ds) < 0) return syscall_failed("msgctl(IPC_SET)"), 1;
     }
-    if (what == "qbytes" && argc > 3) {
-        ds.msg_qbytes = msglen_t(parse_number(argv[3], 10, 1, 1 << 20, "N"));
+    if (what == "qbytes") {
+        ds.msg_qbytes = msglen_t(arg(3, 1, 1 << 20));
         if (msgctl(id, IPC_SET, &ds) < 0) return syscall_failed("msgctl(IPC_SET)"), 1;
     }
     return 0;
