@@ -177,6 +177,9 @@ int Sender::fit_queue() {
                  unsigned(g_key), limit, kMinText);
         return on_interrupt();
     }
+    if (chunk_ != 0 && size_t(limit) - kHeaderSize < chunk_)
+        note("queue 0x%08x now takes messages of at most %ld bytes: sending smaller ones",
+             unsigned(g_key), limit);
     chunk_ = size_t(limit) - kHeaderSize;
     return kGoOn;
 }
@@ -230,9 +233,10 @@ int Sender::send_input() {
 // we send it.
 int Sender::send_data(const char* p, size_t n) {
     while (n > 0) {
-        uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
-        if (int st = send(kData, flags, p, n); st != kGoOn) return st;
-        size_t len = m_.hdr.len;  // send() may have cut it to fit
+        size_t len = n < chunk_ ? n : chunk_;
+        uint16_t flags = (p[len - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
+        if (int st = send(kData, flags, p, len); st != kGoOn) return st;
+        len = m_.hdr.len;  // send() may have cut it to fit
         uint32_t seq = seq_;
         sent_.add(p, len);
         p += len;

@@ -25,11 +25,11 @@ feed() {
 # (at most the one message in flight more, when the receiver could write it
 # but not acknowledge it).
 expect_prefix() {
-  local out=$T/r.out size acked fault=${fault:-}  # set by a caller after kill -9
+  local out=$T/r.out size acked fault=${fault:-}  # set by a caller: KILL_r, CUT
   size=$(stat -c %s "$out")
   cmp -s -n "$size" "$T/in" "$out" || fail "$out is not a prefix of the input"
-  # kill -9 can cut a write in progress: then only the prefix is promised.
-  [ "$size" -eq 0 ] || [ "$fault" = KILL_r ] ||
+  # kill -9, or a file-size limit, can cut a write: then only the prefix is promised.
+  [ "$size" -eq 0 ] || [ "$fault" = KILL_r ] || [ "$fault" = CUT ] ||
     [ "$(tail -c 1 "$out" | od -An -c | tr -d ' ')" = '\n' ] ||
     fail "$out does not end on a message boundary"
   acked=$(sed -nE 's/.*messages? \(([0-9]+) bytes?\) acknowledged$/\1/p' "$T/s.err")
@@ -374,12 +374,418 @@ t_hostile_messages() {
   expect_no_grep "$T/r.err" 'died|Identifier removed'
 }
 
+# ---- Second round: what a hostile process, a shrunk queue or an unusual
+# signal did to the promises of the README.
+
+# Chat mode: the receiver waits for its user to type a reply (stdin open and
+# silent) when the sender dies or is interrupted. It notices within 2 s, as
+# everywhere else, and ends as the fault table says.
+chat_sender_gone() {
+  mkfifo "$T/replies"
+  exec 3<>"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  start s "${SENDER[@]}" -k "$KEY" -w 10 'hello?'
+  wait_until grep -qx 'hello?' "$T/r.out"
+  kill -"$1" "$s_pid"
+  finish s 2
+  finish r 3
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid $2 after 1 message \(7 bytes\)$"
+}
+
+t_chat_sender_killed() { chat_sender_gone KILL died; }
+
+t_chat_sender_interrupted() {
+  chat_sender_gone INT 'was interrupted'
+  expect_status s 130
+}
+
+# A queue lowered below what END and TALLY need (56 bytes) before the sender
+# comes: the sender says so at once, instead of waiting for a TALLY forever.
+t_queue_too_small_for_a_session() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  "$HOSTILE" "$KEY" qbytes 31
+  run s "${SENDER[@]}" -k "$KEY" -w 5 hello
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: queue $KEY takes messages of at most 31 bytes; msgq-pair needs 56$"
+  [ "$("$HOSTILE" "$KEY" count)" = 0 ] || fail "the sender sent something"
+  kill -TERM "$r_pid"
+  finish r 3
+  expect_status r 143
+}
+
+# msg_qbytes lowered by the queue's owner while the sender waits to send a
+# message bigger than that: it sends smaller messages from then on.
+t_queue_shrinks_mid_transfer() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  { head -c 30000 /dev/zero | tr '\0' w; echo; } >"$T/long"
+  { echo first; cat "$T/long"; } >"$T/in"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 -v
+  echo first >&3
+  wait_until grep -qx first "$T/r.out"
+  "$HOSTILE" "$KEY" qbytes 1000
+  cat "$T/long" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+  expect_grep "$T/s.err" "^sender: queue $KEY now takes messages of at most 1000 bytes: sending smaller ones$"
+  expect_grep "$T/s.err" 'sent DATA type 1 seq 2, 976 bytes \(line continues\)'
+}
+
+# The same for an async sender blocked on a full queue behind a stopped
+# receiver; and a queue lowered below 56 bytes ends both with a clear error.
+t_queue_shrinks_async_and_below_minimum() {
+  make_lines 3000
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
+  wait_until grep -q connected "$T/s.err"
+  stop "$r_pid"
+  helper cat "$T/in" >&3
+  blocked_in "$s_pid" msgsnd
+  "$HOSTILE" "$KEY" qbytes 100
+  kill -CONT "$r_pid"
+  wait_until grep -q 'sending smaller ones' "$T/s.err"
+  wait_until cmp -s "$T/in" "$T/r.out"
+  "$HOSTILE" "$KEY" qbytes 40
+  finish s 3
+  finish r 3
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: queue $KEY takes messages of at most 40 bytes; msgq-pair needs 56$"
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid (was interrupted|died) after [0-9]+ messages"
+}
+
+# An async sender blocked on a full queue; one of its messages is stolen.
+# The receiver refuses once, not each later message (their REFUSEs would
+# fill the queue and deadlock both), and both end.
+t_async_stolen_message_no_deadlock() {
+  fill_behind_stopped_receiver
+  "$HOSTILE" "$KEY" steal
+  kill -CONT "$r_pid"
+  finish s 5
+  finish r 5
+  expect_status s 1
+  expect_status r 1
+  expect_grep "$T/s.err" '^sender: the receiver refused message [0-9]+: a message before it never arrived$'
+  expect_grep "$T/r.err" "^receiver: sender $s_pid: message [0-9]+ never arrived"
+  expect_prefix
+}
+
+# A synchronous sender's request, or the receiver's reply, taken out of the
+# queue: the receiver lives but says nothing. After 2 s the sender PINGs it,
+# learns what went missing, and both end instead of waiting forever.
+t_sync_stolen_request() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  stop "$r_pid"
+  echo one >&3
+  wait_count 1
+  "$HOSTILE" "$KEY" steal
+  kill -CONT "$r_pid"
+  finish s 6
+  finish r 3
+  expect_status s 1
+  expect_grep "$T/s.err" '^sender: the receiver refused message 2: a message before it never arrived$'
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid: message 1 never arrived \(got PING seq 2\)"
+}
+
+t_sync_stolen_reply() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  stop "$r_pid"
+  echo one >&3
+  wait_count 1
+  stop "$s_pid"  # out of msgrcv: the ACK will wait in the queue
+  kill -CONT "$r_pid"
+  wait_until grep -qx one "$T/r.out"
+  wait_count 1
+  "$HOSTILE" "$KEY" steal $((0x80000000 + s_pid))
+  kill -CONT "$s_pid"
+  finish s 6
+  finish r 3
+  expect_status s 1
+  expect_grep "$T/s.err" '^sender: the receiver.s reply to message 1 never came, but its answer to a later PING did'
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(4 bytes\)$"
+}
+
+# Junk of types nobody reads takes the queue's room: type 42, and "replies"
+# to a pid that is no sender. The receiver takes both out (the second when
+# it is idle and the queue full) and the transfer goes on.
+t_junk_of_unread_types() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  "$HOSTILE" "$KEY" fill $((0x80000000 + 999999))  # before any sender
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  "$HOSTILE" "$KEY" fill 42
+  "$HOSTILE" "$KEY" fill $((0x80000000 + 999998))
+  echo 'through the junk' | tee "$T/in" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_same "$T/in" "$T/r.out"
+  expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999999: not a request'
+  expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
+  expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999998: a reply to no sender of ours'
+}
+
+# Every signal that stops a program by default, not only INT, TERM and HUP:
+# Ctrl-\, USR1, USR2, a SIGXFSZ sent by kill, a real-time signal. The queue
+# is removed, then the program dies of the signal.
+t_more_stop_signals() {
+  local sig
+  for sig in QUIT USR1 USR2 XFSZ RTMIN; do
+    start "r$sig" "${RECEIVER[@]}" -k "$KEY"
+    wait_queue
+    kill -"$sig" "$(eval echo "\$r${sig}_pid")"
+    finish "r$sig" 3
+    expect_status "r$sig" $((128 + $(signum "$sig")))
+    ! queue_exists || fail "SIG$sig left the queue"
+  done
+  make_lines 20000
+  feed
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/feed start s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_output
+  kill -QUIT "$s_pid"
+  finish s 2
+  finish r 3
+  expect_status s 131
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after [0-9]+ messages"
+  expect_prefix
+}
+
+# A file-size limit on the output (the shape of a disk quota) is a write
+# error like a full disk: the queue is removed, both exit 1. The limit
+# (101 KiB) falls inside a message: the output ends there, nothing
+# unwritten is acknowledged.
+t_output_file_size_limit() {
+  local fault=CUT
+  # shellcheck disable=SC2016
+  output_fails 'ulimit -f 101; exec "$@"' 'File too large'
+  [ "$(stat -c %s "$T/r.out")" -eq $((101 * 1024)) ] || fail "the output is not 101 KiB"
+  expect_prefix
+}
+
+# A forged DATA in a connected sender's name, with the next sequence number
+# and the length of its next line, while it waits for input. It lacks the
+# session's token: it is reported, never written, and the real line arrives.
+t_forged_data_ignored() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  "$HOSTILE" "$KEY" forgedata "$s_pid" 1 'evil
+'
+  wait_until grep -q 'not its session' "$T/r.err"
+  echo real | tee "$T/in" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_clean_run s
+  expect_status r 0
+  expect_same "$T/in" "$T/r.out"
+}
+
+# A forger who can read the queue knows the token: it changes the bytes of a
+# DATA waiting in the queue. The checksums in END and TALLY differ; both
+# programs say so and exit 1.
+t_tampered_data_found() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  stop "$r_pid"
+  echo 'hello there' >&3
+  exec 3>&-
+  wait_count 1
+  "$HOSTILE" "$KEY" tamper
+  kill -CONT "$r_pid"
+  finish s
+  finish r
+  expect_status s 1
+  expect_grep "$T/s.err" '^sender: the receiver wrote 12 bytes in 1 message, as many as were sent, but not the same bytes \(the checksums differ\)$'
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid sent 12 bytes in 1 message, but what was written \(12 bytes in 1 message\) differs$"
+}
+
+# A sender killed after its END, before it read its TALLY, never said BYE:
+# it did not finish, and the receiver exits 1.
+t_sender_killed_before_tally() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
+  wait_until grep -q connected "$T/s.err"
+  stop "$r_pid"
+  echo one | tee "$T/in" >&3
+  exec 3>&-
+  wait_count 2  # DATA and END
+  kill -9 "$s_pid"
+  finish s 2
+  kill -CONT "$r_pid"
+  finish r 3
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid died after 1 message \(4 bytes\)$"
+  expect_same "$T/in" "$T/r.out"
+}
+
+# With nothing to write to stdout, a closed stdout is no error: the sender
+# outside chat mode, a receiver that received no data. With data to write,
+# it is one.
+t_stdout_closed_nothing_to_write() {
+  # shellcheck disable=SC2016
+  local closed=(bash -c 'exec "$@" >&-' _)
+  start r "${RECEIVER[@]}" -k "$KEY"
+  run s "${closed[@]}" "${SENDER[@]}" -k "$KEY" -w 10 hello
+  finish r
+  expect_clean_run r s
+  start r2 "${closed[@]}" "${RECEIVER[@]}" -k "$KEY"
+  run s2 "${SENDER[@]}" -k "$KEY" -w 10
+  finish r2
+  expect_clean_run r2 s2
+  start r3 "${closed[@]}" "${RECEIVER[@]}" -k "$KEY"
+  run s3 "${SENDER[@]}" -k "$KEY" -w 10 hello
+  finish r3
+  expect_status r3 1
+  expect_grep "$T/r3.err" "^receiver: write: Bad file descriptor \(queue $KEY\)$"
+  expect_status s3 1
+}
+
+# --force replaces only a queue that no running process uses: a live
+# receiver's is refused, naming it, and that receiver goes on unharmed.
+t_force_refuses_live_queue() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_until grep -q ready "$T/r.err"
+  run r2 "${RECEIVER[@]}" -k "$KEY" --force
+  expect_status r2 1
+  expect_grep "$T/r2.err" "^receiver: queue $KEY is in use by process $r_pid \(its receiver or a sender\); not touching it \(use another --key\)$"
+  run s "${SENDER[@]}" -k "$KEY" -w 5 'still here'
+  finish r
+  expect_clean_run r s
+  expect_grep "$T/r.out" '^still here$'
+}
+
+# --wait waits at least what was asked, wherever in a second it started.
+t_wait_is_at_least_asked() {
+  local i t0 t1
+  for i in 1 2 3; do
+    t0=$(date +%s%N)
+    run "s$i" "${SENDER[@]}" -k "$KEY" -w 1 hello
+    t1=$(date +%s%N)
+    expect_status "s$i" 1
+    [ $((t1 - t0)) -ge 1000000000 ] || fail "-w 1 gave up after $(((t1 - t0) / 1000000)) ms"
+  done
+}
+
+# Process state inherited from whoever started the programs: a blocked
+# SIGALRM (the mask survives exec) would silence the watchdog, so that a
+# dead peer is never noticed.
+t_inherited_blocked_alarm() {
+  local blocked=(env --default-signal --block-signal=ALRM "${wrap_words[@]}")
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${blocked[@]}" ./receiver -k "$KEY"
+  IN=$T/fifo start s "${blocked[@]}" ./sender -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  kill -9 "$s_pid"
+  finish s 2
+  finish r 3
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid died after 0 messages"
+  start r2 "${blocked[@]}" ./receiver -k "$KEY"
+  IN=$T/fifo start s2 "${blocked[@]}" ./sender -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s2.err"
+  kill -9 "$r2_pid"
+  finish r2 2
+  finish s2 3
+  expect_status s2 1
+  expect_grep "$T/s2.err" "^sender: the receiver \(pid $r2_pid\) died"
+  ipcrm -Q "$KEY"
+}
+
+# A stdin left non-blocking (O_NONBLOCK belongs to the open file, which the
+# parent shares): the sender waits for input instead of failing with EAGAIN.
+t_inherited_nonblocking_stdin() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "$HOSTILE" nonblock "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  sleep 0.3  # the sender reads an empty pipe meanwhile
+  echo late | tee "$T/in" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+}
+
+# unreaped NAME CMD... : CMD (stdin from $IN) under a parent that never
+# reaps it; killed, it stays a zombie until the test ends. Its pid is in
+# $T/NAME.pid, its output in $T/NAME.out and .err.
+unreaped() {
+  local name=$1
+  shift
+  # shellcheck disable=SC2016
+  helper bash -c 'in=$1 base=$2; shift 2; "$@" <"$in" >"$base.out" 2>"$base.err" &
+    echo "$!" >"$base.pid"; exec sleep 120' _ "${IN:-/dev/null}" "$T/$name" "$@"
+  wait_until test -s "$T/$name.pid"
+}
+
+# A killed peer that its parent has not reaped yet (a zombie) is dead, on
+# either side.
+t_zombie_peer() {
+  local pid
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo unreaped s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  pid=$(cat "$T/s.pid")
+  kill -9 "$pid"
+  finish r 3
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $pid died after 0 messages"
+  unreaped r2 "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s2 "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s2.err"
+  pid=$(cat "$T/r2.pid")
+  kill -9 "$pid"
+  finish s2 3
+  expect_status s2 1
+  expect_grep "$T/s2.err" "^sender: the receiver \(pid $pid\) died"
+  ipcrm -Q "$KEY"
+}
+
 # Faults at random moments, many times (SOAK=1: many more). The input
 # stalls after its data, so every fault meets a live session.
 t_random_faults() {
   local i rounds=${ROUNDS:-8} fault
   [ -z "${SOAK:-}" ] || rounds=${ROUNDS:-200}
-  local faults=(KILL_r KILL_s INT_r INT_s TERM_r TERM_s HUP_r HUP_s ipcrm)
+  local faults=(KILL_r KILL_s INT_r INT_s TERM_r TERM_s HUP_r HUP_s QUIT_r USR1_s ipcrm)
   make_lines 20000
   for ((i = 0; i < rounds; i++)); do
     fault=${faults[RANDOM % ${#faults[@]}]}
@@ -441,4 +847,10 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_signal_sender_reading_input t_queue_removed_mid_transfer t_receiver_killed
   t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full t_foreign_queue_untouched
   t_sender_refuses_squatted_queue t_sender_refuses_handed_over_queue t_sender_without_permission t_hostile_messages
+  t_chat_sender_killed t_chat_sender_interrupted t_queue_too_small_for_a_session
+  t_queue_shrinks_mid_transfer t_queue_shrinks_async_and_below_minimum
+  t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
+  t_more_stop_signals t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
+  t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
+  t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin t_zombie_peer
   t_random_faults)

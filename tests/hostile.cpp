@@ -124,21 +124,21 @@ int main(int argc, char** argv) {
     if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, m, &n);
     if (what == "tamper") {
         if (take(id, 0, m, &n) != 0) return 1;
-        for (uint32_t i = 0; i < m.hdr.len; ++i) m.data[i] = m.data[i] == 'X' ? 'Y' : 'X';
+        m.data[0] ^= 1;
         if (send_message(id, m, IPC_NOWAIT) < 0) return syscall_failed("msgsnd"), 1;
     }
-    if (what == "fill") {
+    msqid_ds ds = {};
+    if (msgctl(id, IPC_STAT, &ds) < 0) return syscall_failed("msgctl"), 1;
+    if (what == "fill") {  // to the last byte, or a queue's worth if a reader takes them
         struct {
             long mtype = 42;
             char text[1000] = {};
         } junk;
         if (argc > 3) junk.mtype = long(arg(3, 1, LONG_MAX));
-        for (size_t len = sizeof junk.text; len > 0; len /= 2)  // to the last byte
-            while (msgsnd(id, &junk, len, IPC_NOWAIT) == 0) {
-            }
+        size_t sent = 0;
+        for (size_t len = sizeof junk.text; len > 0; len /= 2)
+            while (sent < ds.msg_qbytes && msgsnd(id, &junk, len, IPC_NOWAIT) == 0) sent += len;
     }
-    msqid_ds ds = {};
-    if (msgctl(id, IPC_STAT, &ds) < 0) return syscall_failed("msgctl"), 1;
     if (what == "count") printf("%lu\n", static_cast<unsigned long>(ds.msg_qnum));
     if (what == "handover") {
         ds.msg_perm.uid = uid_t(arg(3, 0, INT_MAX));
