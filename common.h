@@ -245,7 +245,7 @@ inline long long parse_number(const char* s, Radix radix, long long lo, long lon
         usage_error("%s: not a number: '%s'", what, s);
     if (errno == ERANGE || v < lo || v > hi) {
         if (radix == Radix::kOctal)
-            usage_error("%s: out of range (0%llo to 0%llo): '%s'", what, lo, hi, s);
+            usage_error("%s: out of range (%#llo to %#llo): '%s'", what, lo, hi, s);
         if (radix == Radix::kAny)
             usage_error("%s: out of range (%#llx to %#llx): '%s'", what, lo, hi, s);
         usage_error("%s: out of range (%lld to %lld): '%s'", what, lo, hi, s);

@@ -2,20 +2,28 @@
 # run_demo.sh - the whole sender/receiver conversation in one terminal.
 #
 # Builds if needed, uses a key of its own (so it never disturbs a session
-# you have running), runs a short scripted conversation in normal, chat and
-# async mode with -v so that every message shows, and shows `ipcs -q`
-# before and after. Exits non-zero if anything went wrong.
+# you have running; DEMO_KEY chooses another), runs a short scripted
+# conversation in normal, chat and async mode with -v so that every message
+# shows, and shows `ipcs -q` before and after. Both programs write straight
+# to this script's output, stdout and stderr alike, so that lines appear in
+# the order they happened, on a terminal or in a file. Headings are bold on
+# a terminal only. Exits non-zero if anything went wrong.
 set -u
 cd "$(dirname "$0")" || exit 1
 if [ ! -x sender ] || [ ! -x receiver ]; then
   make -s || exit 1
 fi
 
-key=$(printf '0x%08x' $((0x7d000000 + $(id -u) % 0x100000)))
+key=${DEMO_KEY:-$(printf '0x%08x' $((0x7d000000 + $(id -u) % 0x100000)))}
 failures=0
+bold=''
+plain=''
+if [ -t 1 ]; then
+  bold=$'\033[1m'
+  plain=$'\033[0m'
+fi
 
-heading() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-label() { sed -u "s/^/    $1 | /"; }
+heading() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 
 # check WHAT STATUS: note a step that did not exit 0.
 check() {
@@ -25,24 +33,27 @@ check() {
   fi
 }
 
-# converse RECEIVER-OPTIONS -- SENDER-ARGS: one receiver, one sender. The
-# programs label their own stderr ("receiver: ...", "sender: ..."); stdout,
-# the data, is labelled here.
+# converse RECEIVER-OPTIONS -- SENDER-ARGS: one receiver, one sender, both
+# writing to our stdout. The receiver's stdin is $REPLIES (chat mode).
 converse() {
   local ropts=() rpid
   while [ "$1" != -- ]; do ropts+=("$1"); shift; done
   shift
-  ./receiver -k "$key" -v "${ropts[@]}" > >(label "receiver stdout") <"${REPLIES:-/dev/null}" &
+  ./receiver -k "$key" -v "${ropts[@]}" <"${REPLIES:-/dev/null}" 2>&1 &
   rpid=$!
-  ./sender -k "$key" -v "$@" > >(label "sender stdout  ")
+  ./sender -k "$key" -v "$@" 2>&1
   check sender $?
   wait "$rpid"
   check receiver $?
-  sleep 0.1  # let the labelling finish printing
 }
 
 heading "ipcs -q before (the demo's key is $key)"
 ipcs -q
+cat <<'EOF'
+Lines that begin with "receiver:" or "sender:" are the programs' status
+and -v lines (standard error). Bare lines are data: what the receiver
+writes to its standard output and, in chat mode, the reply the sender prints.
+EOF
 
 heading "1. Synchronous: each message is acknowledged before the next is sent"
 converse -- hello "second message"

@@ -58,7 +58,17 @@ t_usage_errors() {
   expect_grep "$T/s3.err" "^sender: unknown option '-x'$"
   run s2 ./sender --key 0
   expect_status s2 2
-  expect_grep "$T/s2.err" '^sender: --key: out of range'
+  expect_grep "$T/s2.err" '^sender: --key: out of range \(0x1 to 0xffffffff\)'
+  run r1 ./receiver --mode 1777
+  expect_grep "$T/r1.err" "^receiver: --mode: out of range \(0 to 0777\): '1777'$"
+  # A long option that takes no argument, given one (even abbreviated).
+  run s4 ./sender --async=yes
+  expect_status s4 2
+  expect_grep "$T/s4.err" "^sender: option '--async' takes no argument$"
+  run s5 ./sender --asy=yes
+  expect_grep "$T/s5.err" "^sender: option '--async' takes no argument$"
+  run r2 ./receiver --reply=x
+  expect_grep "$T/r2.err" "^receiver: option '--reply' takes no argument$"
   ! queue_exists || fail "a usage error created a queue"
 }
 
@@ -213,6 +223,23 @@ t_terminal_prompts() {
   expect_status s2 0
   expect_grep "$T/s2.out" '^sender: delivered message 1 \(6 bytes\)'
   expect_no_grep "$T/s2.out" 'type lines'
+}
+
+# Chat on a terminal after Ctrl-D on the receiver's side: it says once that
+# the replies are empty from now on, and prompts no more.
+t_terminal_chat_replies_run_out() {
+  printf 'my answer\n' >"$T/answer"
+  IN=$T/answer start r script -qec "${RECEIVER[*]} -k $KEY --reply" /dev/null
+  run s "${SENDER[@]}" -k "$KEY" -w 10 one two three
+  finish r
+  expect_status s 0
+  expect_status r 0
+  printf 'my answer\n' >"$T/want"
+  expect_same "$T/want" "$T/s.out"
+  [ "$(grep -o 'reply to [0-9]*> ' "$T/r.out" | wc -l)" -eq 2 ] ||
+    fail "not two prompts: $(grep -o 'reply to [0-9]*> ' "$T/r.out" | wc -l)"
+  [ "$(grep -c 'standard input ended: the replies are empty from now on' "$T/r.out")" -eq 1 ] ||
+    fail "the end of the replies is not said once"
 }
 
 t_quiet_is_quiet() {
@@ -392,6 +419,19 @@ t_async_lost_message_refused() {
   expect_empty "$T/r.out"
 }
 
+# make demo, its output in a file: no colour codes, and each data line
+# where it happened, after the receiver got the DATA and before its ACK.
+t_demo_in_a_file() {
+  DEMO_KEY=$KEY run d ./run_demo.sh
+  expect_status d 0
+  expect_no_grep "$T/d.out" $'\033'
+  awk '/^receiver: got DATA type 1 seq 1, 6 bytes/ && !got { got = NR }
+       $0 == "hello" && !line { line = NR }
+       /^receiver: sent ACK type .* seq 1, 0 bytes/ && !ack { ack = NR }
+       END { exit !(got && got < line && line < ack) }' "$T/d.out" ||
+    fail "'hello' is not between its DATA and its ACK: $(grep -n -m 3 -e hello -e 'seq 1,' "$T/d.out")"
+}
+
 t_install_uninstall() {
   make -s install DESTDIR="$T/root" PREFIX=/usr >"$T/make.out" 2>&1 || fail "make install failed"
   [ -x "$T/root/usr/bin/sender" ] || fail "sender not installed"
@@ -402,9 +442,10 @@ t_install_uninstall() {
 }
 
 TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messages
-  t_sender_starts_first t_no_receiver_times_out t_stale_queue_without_receiver t_empty_input
+  t_terminal_chat_replies_run_out t_sender_starts_first t_no_receiver_times_out
+  t_stale_queue_without_receiver t_empty_input
   t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary
   t_random_20mb_async t_async_short_lines t_async_waits_for_room t_verbose_shows_each_message t_terminal_prompts t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue
   t_small_queue_sync_and_async t_chat_mode t_chat_mode_small_queue t_chat_mode_replies_run_out t_extra_sender_refused
-  t_async_injection_ignored t_async_lost_message_refused t_install_uninstall)
+  t_async_injection_ignored t_async_lost_message_refused t_demo_in_a_file t_install_uninstall)
