@@ -39,8 +39,8 @@ void usage() {
         "  -V, --version       show the version and exit\n"
         "\n"
         "Exit status: 0 all delivered and the receiver's tally agrees, 1 failure,\n"
-        "2 usage error. SIGINT, SIGTERM, SIGHUP, SIGQUIT and the other stop\n"
-        "signals: the sender tells the receiver it leaves, then is killed as usual.\n",
+        "2 usage error. On SIGINT, SIGTERM, SIGHUP, SIGQUIT and other stop signals\n"
+        "it tells the receiver it leaves, then dies of the signal.\n",
         unsigned(default_key()));
 }
 
@@ -94,7 +94,7 @@ private:
     int send_input();
     int send_data(const char* p, size_t n);
     int say_goodbye();
-    int send(uint16_t kind, uint16_t flags, const void* p, size_t n);
+    int send(uint16_t kind, uint16_t flags, size_t n);
     int await(uint16_t kind, uint32_t want);
     int await_ack(uint32_t seq);
     int judge(ssize_t n, uint16_t kind, uint32_t want);
@@ -185,7 +185,7 @@ int Sender::fit_queue() {
 }
 
 int Sender::say_hello() {
-    int st = send(kHello, opt_.async ? kNoAck : 0, nullptr, 0);
+    int st = send(kHello, opt_.async ? kNoAck : 0, 0);
     if (st == kGoOn) st = await(kWelcome, 0);
     if (st != kGoOn) return st;
     peer_ = r_.hdr.pid;
@@ -230,15 +230,20 @@ int Sender::send_input() {
 }
 
 // One chunk of input, in one DATA, or in more if the queue shrinks while
-// we send it.
+// we send it. The chunk is copied into the message as its checksum is taken.
 int Sender::send_data(const char* p, size_t n) {
     while (n > 0) {
         size_t len = n < chunk_ ? n : chunk_;
         uint16_t flags = (p[len - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
-        if (int st = send(kData, flags, p, len); st != kGoOn) return st;
-        len = m_.hdr.len;  // send() may have cut it to fit
+        Tally before = sent_;
+        sent_.add(p, len, m_.data);
+        if (int st = send(kData, flags, len); st != kGoOn) return st;
+        if (m_.hdr.len < len) {  // send() cut it to fit a shrunk queue
+            len = m_.hdr.len;
+            sent_ = before;
+            sent_.add(p, len);
+        }
         uint32_t seq = seq_;
-        sent_.add(p, len);
         p += len;
         n -= len;
         if (opt_.async) continue;
@@ -254,12 +259,13 @@ int Sender::send_data(const char* p, size_t n) {
 // END with our tally, the receiver's TALLY, BYE. The two tallies must
 // agree, checksum included: the receiver wrote exactly what we sent.
 int Sender::say_goodbye() {
-    if (int st = send(kEnd, 0, &sent_, sizeof sent_); st != kGoOn) return st;
+    memcpy(m_.data, &sent_, sizeof sent_);
+    if (int st = send(kEnd, 0, sizeof sent_); st != kGoOn) return st;
     if (int st = await(kTally, seq_); st != kGoOn) return st;
     Tally got = {};
     if (r_.hdr.len == sizeof got) memcpy(&got, r_.data, sizeof got);
     acked_ = got;
-    if (int st = send(kBye, 0, nullptr, 0); st != kGoOn) return st;
+    if (int st = send(kBye, 0, 0); st != kGoOn) return st;
     if (got.bytes != sent_.bytes || got.messages != sent_.messages) {
         complain("the receiver got %s in %s, but %s in %s were sent",
                  Count(got.bytes, "byte").text, Count(got.messages, "message").text,
@@ -282,11 +288,11 @@ int Sender::say_goodbye() {
 // queue full, so a refused offer costs a whole copy: once the queue has
 // filled up, the sender lets msgsnd wait from then on. Everything else
 // waits at once. A queue that shrinks below a waiting DATA gets less of it
-// now; send_data() sends the rest.
-int Sender::send(uint16_t kind, uint16_t flags, const void* p, size_t n) {
+// now; send_data() sends the rest. The caller has put the n bytes of data
+// in m_.data.
+int Sender::send(uint16_t kind, uint16_t flags, size_t n) {
     m_.mtype = kRequestType;
     m_.hdr = Header{int32_t(me_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n), token_};
-    if (n > 0) memcpy(m_.data, p, n);
     int wait = (flags & kNoAck) && kind == kData && !queue_filled_ ? IPC_NOWAIT : 0;
     for (;;) {
         if (g_signal) return on_interrupt();
