@@ -44,8 +44,8 @@ void usage() {
         "  -V, --version       show the version and exit\n"
         "\n"
         "Exit status: 0 every sender finished (said BYE, its data intact), 1 failure\n"
-        "or a sender that did not finish, 2 usage error. SIGINT, SIGTERM, SIGHUP,\n"
-        "SIGQUIT and the other stop signals remove the queue, then kill as usual.\n",
+        "or a sender that did not finish, 2 usage error. On SIGINT, SIGTERM, SIGHUP,\n"
+        "SIGQUIT and other stop signals it removes the queue, then dies of the signal.\n",
         unsigned(default_key()));
 }
 
@@ -209,6 +209,8 @@ struct Client {
     Tally tally = {};       // of what was written for it
     State state = kActive;
     bool intact = false;    // its END's tally equals ours
+    bool read_welcome = false;  // seen to have read its WELCOME: a real sender
+    unsigned ticks = 0;         // watchdog ticks since its HELLO, until then
 };
 
 class Receiver {
@@ -230,6 +232,7 @@ private:
     int drain_outbox(bool block);
     int on_tick();
     int check_senders();
+    void drop_false_hellos();
     int sweep(const msqid_ds& ds);
     int fail(const char* call);
     int write_failed();
@@ -517,6 +520,7 @@ int Receiver::drain_outbox(bool block) {
 int Receiver::on_tick() {
     g_tick = 0;
     if (int st = check_senders(); st != kGoOn) return st;
+    drop_false_hellos();
     msqid_ds ds = {};
     if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
     if (!outbox_.empty()) {  // a reply bigger than msg_qbytes would wait forever
@@ -549,6 +553,28 @@ int Receiver::check_senders() {
         if (c.state != Client::kDone && !alive(c.pid) && !holding(c.pid))
             finish(c, false, "died");
     return kGoOn;
+}
+
+// A HELLO can name any living process. One that has not read its WELCOME
+// a tick or two later (a sender reads it at once) sent no HELLO: it must not
+// take a sender's place, nor keep the receiver waiting for it to finish.
+void Receiver::drop_false_hellos() {
+    for (size_t i = 0; i < clients_.size(); ++i) {
+        Client& c = clients_[i];
+        if (c.read_welcome || c.state != Client::kActive || c.next_seq > 1 || ++c.ticks < 2)
+            continue;
+        bool unsent = false;  // still in the outbox: not its fault
+        for (const Message& m : outbox_) unsent = unsent || m.mtype == reply_type(c.pid);
+        if (unsent) continue;
+        if (receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT) < 0) {
+            c.read_welcome = true;  // it has (or the queue is gone: the caller sees)
+            continue;
+        }
+        complain("ignoring HELLO from %d: it did not read its WELCOME (not a sender)", int(c.pid));
+        clients_.erase(clients_.begin() + ptrdiff_t(i));
+        if (owner_ > int(i)) --owner_;
+        --i;
+    }
 }
 
 // Junk addressed to no sender of ours (a type above 2^31 that nobody

@@ -548,6 +548,21 @@ t_junk_of_unread_types() {
   expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999998: a reply to no sender of ours'
 }
 
+# A HELLO forged in the name of a living process that is no sender (pid 1)
+# takes the only place, but that process never reads its WELCOME: within 2 s
+# the receiver drops it, and a real sender is served.
+t_false_hello_dropped() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  "$HOSTILE" "$KEY" hello 1
+  wait_until grep -q 'ignoring HELLO from 1: it did not read its WELCOME' "$T/r.err"
+  run s "${SENDER[@]}" -k "$KEY" -w 5 real
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_grep "$T/r.out" '^real$'
+}
+
 # Every signal that stops a program by default, not only INT, TERM and HUP:
 # Ctrl-\, USR1, USR2, a SIGXFSZ sent by kill, a real-time signal. The queue
 # is removed, then the program dies of the signal.
@@ -850,6 +865,7 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_chat_sender_killed t_chat_sender_interrupted t_queue_too_small_for_a_session
   t_queue_shrinks_mid_transfer t_queue_shrinks_async_and_below_minimum
   t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
+  t_false_hello_dropped
   t_more_stop_signals t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
   t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
   t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin t_zombie_peer

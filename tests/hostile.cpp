@@ -5,6 +5,7 @@
 //   hostile KEY junk               malformed requests and strangers' messages
 //   hostile KEY forge PID          replies and requests forged for sender PID
 //   hostile KEY forgedata PID SEQ TEXT   a DATA with TEXT in the name of PID
+//   hostile KEY hello PID          a HELLO in the name of PID
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
 //   hostile KEY steal [TYPE]       take the first DATA request (or the first
 //                                  message of TYPE) out of the queue
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
     g_prog = "hostile";
     if (argc > 2 && strcmp(argv[1], "nonblock") == 0) return exec_nonblocking(argv + 2);
     if (argc < 3)
-        usage_error("usage: hostile KEY junk|forge PID|forgedata PID SEQ TEXT|qbytes N|"
+        usage_error("usage: hostile KEY junk|forge PID|forgedata PID SEQ TEXT|hello PID|qbytes N|"
                     "steal [TYPE]|tamper|fill [TYPE]|squat|handover UID|count");
     g_key = key_t(parse_number(argv[1], Radix::kAny, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
@@ -119,6 +120,7 @@ int main(int argc, char** argv) {
     ssize_t n = 0;
     if (what == "junk") junk(id);
     if (what == "forge") forge(id, pid_t(arg(3, 1, INT_MAX)));
+    if (what == "hello") put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 0});
     if (what == "forgedata" && argc > 5)
         forge_data(id, pid_t(arg(3, 1, INT_MAX)), uint32_t(arg(4, 0, UINT32_MAX)), argv[5]);
     if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, m, &n);
