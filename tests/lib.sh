@@ -4,8 +4,10 @@
 # own queue key ($KEY) and a time limit. Programs run in the background
 # with `start NAME CMD...` (output in $T/NAME.out and $T/NAME.err, pid in
 # $NAME_pid) and are waited for with `finish NAME [SECONDS]`. Failed checks
-# are written to $T/failures. After the test, anything it left running is
-# killed and any queue left under its key is removed: both count as failures.
+# are written to $T/failures. A test's key is one that no queue uses when it
+# starts; after the test, anything it left running is killed and a queue it
+# left under its key is removed: both count as failures. A queue that was
+# there before is someone else's, and never touched.
 # shellcheck shell=bash disable=SC2034  # the suites use these variables
 
 WRAP=${WRAP:-}          # e.g. "valgrind -q --error-exitcode=1"
@@ -22,6 +24,7 @@ failed=0
 skipped=0
 count=0
 key_base=$((0x7e000000 + ($$ % 4096) * 256))
+key_next=0  # keys are taken from key_base on, skipping any in use
 TESTS=()
 
 fail() { printf '%s\n' "$*" >>"$T/failures"; }
@@ -180,7 +183,12 @@ after_test() {
 run_test() {
   local t=$1 tp ticks=0
   count=$((count + 1))
-  KEY=$(printf '0x%08x' $((key_base + count)))
+  KEY=$(printf '0x%08x' $((key_base + key_next)))
+  while queue_exists; do  # someone else's queue: not this test's key
+    key_next=$((key_next + 1))
+    KEY=$(printf '0x%08x' $((key_base + key_next)))
+  done
+  key_next=$((key_next + 1))
   T=$TOP/$t
   mkdir -p "$T"
   : >"$T/pids"
