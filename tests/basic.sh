@@ -37,6 +37,17 @@ t_help_and_version() {
   expect_grep "$T/full.err" '^receiver: write: No space left on device$'
 }
 
+# README.md quotes both --help texts word for word (with root's default key).
+t_readme_quotes_help() {
+  local prog
+  for prog in receiver sender; do
+    awk -v p="Usage: $prog " 'index($0, p) == 1 { on = 1 } on && /^```/ { exit } on' \
+      README.md >"$T/$prog.readme"
+    "./$prog" --help | sed 's/(default 0x[0-9a-f]*:/(default 0x32600000:/' >"$T/$prog.help"
+    expect_same "$T/$prog.help" "$T/$prog.readme"
+  done
+}
+
 t_usage_errors() {
   local args i=0
   for args in "--key 0" "--key -5" "--key 12abc" "--key 0x1ffffffff" "--key" \
@@ -441,7 +452,7 @@ t_install_uninstall() {
   [ -x bench/raw ] || fail "make test did not build the benchmark (bench/raw)"
 }
 
-TESTS+=(t_help_and_version t_usage_errors t_default_key_from_uid t_args_as_messages
+TESTS+=(t_help_and_version t_readme_quotes_help t_usage_errors t_default_key_from_uid t_args_as_messages
   t_terminal_chat_replies_run_out t_sender_starts_first t_no_receiver_times_out
   t_stale_queue_without_receiver t_empty_input
   t_no_final_newline_crlf_nul t_long_lines_split_not_cut t_random_binary

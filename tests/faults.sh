@@ -400,6 +400,48 @@ t_chat_sender_interrupted() {
   expect_status s 130
 }
 
+# The receiver interrupted while it waits for its user to type a reply.
+t_chat_receiver_interrupted() {
+  mkfifo "$T/replies"
+  exec 3<>"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  start s "${SENDER[@]}" -k "$KEY" -w 10 'hello?'
+  wait_until grep -qx 'hello?' "$T/r.out"
+  kill -TERM "$r_pid"
+  finish r 2
+  finish s 3
+  expect_status r 143
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: msg(rcv|ctl\(IPC_STAT\)): Identifier removed \(queue $KEY\); 0 messages"
+}
+
+# A long chat reply waits in the receiver's outbox (its sender is stopped,
+# the queue full) when msg_qbytes is lowered below its pieces: that reply
+# can never be sent, and the receiver says so instead of waiting forever.
+t_chat_reply_cannot_fit() {
+  head -c 30000 /dev/zero | tr '\0' r >"$T/replies"
+  echo >>"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until grep -q connected "$T/s.err"
+  stop "$r_pid"
+  echo hi >&3
+  wait_count 1
+  stop "$s_pid"  # out of msgrcv: the reply's pieces fill the queue
+  kill -CONT "$r_pid"
+  wait_count 2
+  blocked_in "$r_pid" msgsnd
+  "$HOSTILE" "$KEY" qbytes 1000
+  finish r 3
+  kill -CONT "$s_pid"
+  finish s 3
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: queue $KEY now takes messages of at most 1000 bytes: a reply of 8192 bytes can never be sent$"
+  expect_status s 1
+}
+
 # A queue lowered below what END and TALLY need (56 bytes) before the sender
 # comes: the sender says so at once, instead of waiting for a TALLY forever.
 t_queue_too_small_for_a_session() {
@@ -758,6 +800,18 @@ t_inherited_nonblocking_stdin() {
   expect_same "$T/in" "$T/r.out"
 }
 
+# A stdout left non-blocking, on a pipe whose reader is slow at first: the
+# receiver waits for room (poll) instead of failing with EAGAIN.
+t_inherited_nonblocking_stdout() {
+  head -c 300000 /dev/urandom | base64 >"$T/in"
+  # shellcheck disable=SC2016
+  start r bash -c '"$@" | { sleep 1; cat; }' _ "$HOSTILE" nonblock "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY" -w 10 --async
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+}
+
 # unreaped NAME CMD... : CMD (stdin from $IN) under a parent that never
 # reaps it; killed, it stays a zombie until the test ends. Its pid is in
 # $T/NAME.pid, its output in $T/NAME.out and .err.
@@ -862,11 +916,13 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_signal_sender_reading_input t_queue_removed_mid_transfer t_receiver_killed
   t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full t_foreign_queue_untouched
   t_sender_refuses_squatted_queue t_sender_refuses_handed_over_queue t_sender_without_permission t_hostile_messages
-  t_chat_sender_killed t_chat_sender_interrupted t_queue_too_small_for_a_session
+  t_chat_sender_killed t_chat_sender_interrupted t_chat_receiver_interrupted t_chat_reply_cannot_fit
+  t_queue_too_small_for_a_session
   t_queue_shrinks_mid_transfer t_queue_shrinks_async_and_below_minimum
   t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
   t_false_hello_dropped
   t_more_stop_signals t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
   t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
-  t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin t_zombie_peer
+  t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin
+  t_inherited_nonblocking_stdout t_zombie_peer
   t_random_faults)

@@ -15,7 +15,7 @@
 //   hostile KEY squat              create the queue under KEY with mode 0666
 //   hostile KEY handover UID       make UID the owner (the creator stays)
 //   hostile KEY count              print how many messages the queue holds
-//   hostile nonblock CMD...        run CMD with its stdin set O_NONBLOCK
+//   hostile nonblock CMD...        run CMD with its stdin and stdout O_NONBLOCK
 #include "common.h"
 
 #include <string>
@@ -92,10 +92,12 @@ int take(int id, long type, Message& m, ssize_t* len) {
     return 1;
 }
 
-// A parent that leaves its stdin non-blocking, as some tools do.
+// A parent that leaves stdin and stdout non-blocking, as some tools do.
 int exec_nonblocking(char** argv) {
-    int fl = fcntl(STDIN_FILENO, F_GETFL);
-    if (fl < 0 || fcntl(STDIN_FILENO, F_SETFL, fl | O_NONBLOCK) < 0) return syscall_failed("fcntl"), 1;
+    for (int fd : {STDIN_FILENO, STDOUT_FILENO}) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return syscall_failed("fcntl"), 1;
+    }
     execvp(argv[0], argv);
     return syscall_failed("execvp"), 1;
 }
