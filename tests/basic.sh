@@ -184,11 +184,7 @@ run_pair() {
 # says so once with -v, and nothing is lost.
 t_async_waits_for_room() {
   seq 1 20000 >"$T/in"
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" --async -v
-  wait_until grep -q connected "$T/s.err"
+  session --async -v
   stop "$r_pid"
   helper cat "$T/in" >&3
   wait_until grep -q 'the queue is full' "$T/s.err"
@@ -392,11 +388,7 @@ t_extra_sender_refused() {
 # An async sender's three lines wait in the queue behind a stopped receiver
 # while HOSTILE-ARGS... (PID stands for the sender's pid) act on the queue.
 async_behind_stopped_receiver() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" --async
-  wait_until grep -q 'connected' "$T/s.err"
+  session --async
   stop "$r_pid"
   printf 'one\ntwo\nthree\n' | tee "$T/in" >&3
   exec 3>&-

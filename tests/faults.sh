@@ -42,9 +42,11 @@ expect_prefix() {
 # Waits until the receiver has written something: the transfer is under way.
 wait_output() { wait_until test -s "$T/r.out"; }
 
-t_signal_idle_receiver() {
+# signal_idle_receivers SIG... : each signal ends an idle receiver, which
+# removes its queue and then dies of it.
+signal_idle_receivers() {
   local sig
-  for sig in INT TERM HUP; do
+  for sig in "$@"; do
     start "r$sig" "${RECEIVER[@]}" -k "$KEY"
     wait_queue
     kill -"$sig" "$(eval echo "\$r${sig}_pid")"
@@ -53,6 +55,8 @@ t_signal_idle_receiver() {
     ! queue_exists || fail "SIG$sig left the queue"
   done
 }
+
+t_signal_idle_receiver() { signal_idle_receivers INT TERM HUP; }
 
 t_ignored_sigint_stays_ignored() {
   start r env --default-signal --ignore-signal=INT "${wrap_words[@]}" ./receiver -k "$KEY"
@@ -102,11 +106,7 @@ t_signal_receiver_blocked_in_write() {
 
 # The sender waits for an acknowledgment that does not come; Ctrl-C.
 t_signal_sender_waiting_for_ack() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  wait_until grep -q connected "$T/s.err"
+  session
   stop "$r_pid"
   echo hello >&3
   wait_count 1
@@ -119,14 +119,11 @@ t_signal_sender_waiting_for_ack() {
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(6 bytes\)$"
 }
 
-# An async sender fills the queue while the receiver is stopped.
+# An async sender fills the queue while the receiver is stopped; it has
+# LINES (default 20000) to send.
 fill_behind_stopped_receiver() {
-  make_lines 20000
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
-  wait_until grep -q connected "$T/s.err"
+  make_lines "${1:-20000}"
+  session --async
   stop "$r_pid"
   helper cat "$T/in" >&3
   blocked_in "$s_pid" msgsnd
@@ -168,10 +165,7 @@ t_dead_sender_data_still_delivered() {
 }
 
 t_signal_sender_reading_input() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
+  session
   echo first >&3
   wait_output
   kill -HUP "$s_pid"
@@ -460,12 +454,9 @@ t_queue_too_small_for_a_session() {
 # msg_qbytes lowered by the queue's owner while the sender waits to send a
 # message bigger than that: it sends smaller messages from then on.
 t_queue_shrinks_mid_transfer() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
   { head -c 30000 /dev/zero | tr '\0' w; echo; } >"$T/long"
   { echo first; cat "$T/long"; } >"$T/in"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 -v
+  session -v
   echo first >&3
   wait_until grep -qx first "$T/r.out"
   "$HOSTILE" "$KEY" qbytes 1000
@@ -482,15 +473,7 @@ t_queue_shrinks_mid_transfer() {
 # The same for an async sender blocked on a full queue behind a stopped
 # receiver; and a queue lowered below 56 bytes ends both with a clear error.
 t_queue_shrinks_async_and_below_minimum() {
-  make_lines 3000
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
-  wait_until grep -q connected "$T/s.err"
-  stop "$r_pid"
-  helper cat "$T/in" >&3
-  blocked_in "$s_pid" msgsnd
+  fill_behind_stopped_receiver 3000
   "$HOSTILE" "$KEY" qbytes 100
   kill -CONT "$r_pid"
   wait_until grep -q 'sending smaller ones' "$T/s.err"
@@ -524,11 +507,7 @@ t_async_stolen_message_no_deadlock() {
 # queue: the receiver lives but says nothing. After 2 s the sender PINGs it,
 # learns what went missing, and both end instead of waiting forever.
 t_sync_stolen_request() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  wait_until grep -q connected "$T/s.err"
+  session
   stop "$r_pid"
   echo one >&3
   wait_count 1
@@ -543,11 +522,7 @@ t_sync_stolen_request() {
 }
 
 t_sync_stolen_reply() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  wait_until grep -q connected "$T/s.err"
+  session
   stop "$r_pid"
   echo one >&3
   wait_count 1
@@ -609,15 +584,7 @@ t_false_hello_dropped() {
 # Ctrl-\, USR1, USR2, a SIGXFSZ sent by kill, a real-time signal. The queue
 # is removed, then the program dies of the signal.
 t_more_stop_signals() {
-  local sig
-  for sig in QUIT USR1 USR2 XFSZ RTMIN; do
-    start "r$sig" "${RECEIVER[@]}" -k "$KEY"
-    wait_queue
-    kill -"$sig" "$(eval echo "\$r${sig}_pid")"
-    finish "r$sig" 3
-    expect_status "r$sig" $((128 + $(signum "$sig")))
-    ! queue_exists || fail "SIG$sig left the queue"
-  done
+  signal_idle_receivers QUIT USR1 USR2 XFSZ RTMIN
   make_lines 20000
   feed
   start r "${RECEIVER[@]}" -k "$KEY"
@@ -648,11 +615,7 @@ t_output_file_size_limit() {
 # and the length of its next line, while it waits for input. It lacks the
 # session's token: it is reported, never written, and the real line arrives.
 t_forged_data_ignored() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  wait_until grep -q connected "$T/s.err"
+  session
   "$HOSTILE" "$KEY" forgedata "$s_pid" 1 'evil
 '
   wait_until grep -q 'not its session' "$T/r.err"
@@ -669,11 +632,7 @@ t_forged_data_ignored() {
 # DATA waiting in the queue. The checksums in END and TALLY differ; both
 # programs say so and exit 1.
 t_tampered_data_found() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  wait_until grep -q connected "$T/s.err"
+  session
   stop "$r_pid"
   echo 'hello there' >&3
   exec 3>&-
@@ -691,11 +650,7 @@ t_tampered_data_found() {
 # A sender killed after its END, before it read its TALLY, never said BYE:
 # it did not finish, and the receiver exits 1.
 t_sender_killed_before_tally() {
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 --async
-  wait_until grep -q connected "$T/s.err"
+  session --async
   stop "$r_pid"
   echo one | tee "$T/in" >&3
   exec 3>&-

@@ -61,6 +61,16 @@ finish() {
   printf -v "${name}_rc" '%s' "$?"
 }
 
+# session [SENDER-OPTION]... : a receiver, and a connected sender (with these
+# options) whose input is a pipe: what a test writes to fd 3 is sent.
+session() {
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 "$@"
+  wait_until grep -q connected "$T/s.err"
+}
+
 # helper CMD... : a background helper (not under test), killed after the test.
 helper() {
   "$@" &
