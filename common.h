@@ -316,17 +316,17 @@ inline long message_limit(int qid) {
 // not reaped it yet is dead to us. Where there is no /proc, kill() decides.
 inline bool alive(pid_t pid) {
     if (kill(pid, 0) < 0 && errno != EPERM) return false;
-    char path[32], stat[256];
+    char path[32], line[256];
     snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return true;
-    ssize_t n = read(fd, stat, sizeof stat - 1);
+    ssize_t n = read(fd, line, sizeof line - 1);
     close(fd);
     if (n <= 0) return true;  // gone this instant: the next check will say
-    stat[n] = '\0';
+    line[n] = '\0';
     // "PID (COMMAND) STATE ...": the command may hold any character but the
     // line's last ')' ends it.
-    const char* paren = strrchr(stat, ')');
+    const char* paren = strrchr(line, ')');
     return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
 }
 
@@ -406,11 +406,13 @@ inline void install_signal_handlers() {
     for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_terminate, &used);
 #endif
     catch_signal(SIGALRM, on_tick, &used, true);
-    struct sigaction sa = {};
+    struct sigaction old = {}, sa = {};
     sa.sa_sigaction = on_xfsz;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGXFSZ, &sa, nullptr) == 0) sigaddset(&used, SIGXFSZ);
+    if (sigaction(SIGXFSZ, nullptr, &old) == 0 && old.sa_handler != SIG_IGN &&
+        sigaction(SIGXFSZ, &sa, nullptr) == 0)
+        sigaddset(&used, SIGXFSZ);
     signal(SIGPIPE, SIG_IGN);
     sigprocmask(SIG_UNBLOCK, &used, nullptr);
 }
