@@ -312,22 +312,29 @@ inline long message_limit(int qid) {
     return ds.msg_qbytes < msglen_t(sys) ? long(ds.msg_qbytes) : sys;
 }
 
-// A process that exists and is not a zombie: a killed peer whose parent has
-// not reaped it yet is dead to us. Where there is no /proc, kill() decides.
-inline bool alive(pid_t pid) {
-    if (kill(pid, 0) < 0 && errno != EPERM) return false;
+// The state letter of a process in /proc/PID/stat (R, S, T for stopped, Z
+// for a zombie...), or '?' where there is no /proc or it just went away.
+inline char process_state(pid_t pid) {
     char path[32], line[256];
     snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return true;
+    if (fd < 0) return '?';
     ssize_t n = read(fd, line, sizeof line - 1);
     close(fd);
-    if (n <= 0) return true;  // gone this instant: the next check will say
+    if (n <= 0) return '?';
     line[n] = '\0';
     // "PID (COMMAND) STATE ...": the command may hold any character but the
     // line's last ')' ends it.
     const char* paren = strrchr(line, ')');
-    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+    return paren && paren[1] == ' ' && paren[2] != '\0' ? paren[2] : '?';
+}
+
+// A process that exists and is not a zombie: a killed peer whose parent has
+// not reaped it yet is dead to us. Where there is no /proc, kill() decides.
+inline bool alive(pid_t pid) {
+    if (kill(pid, 0) < 0 && errno != EPERM) return false;
+    char state = process_state(pid);
+    return state != 'Z' && state != 'X';
 }
 
 // A queue is ours only if we both own it and created it: a creator keeps

@@ -33,7 +33,7 @@ void usage() {
         "\n"
         "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
         "                      (default 0x%08x: a fixed base plus your uid)\n"
-        "  -m, --mode=OCTAL    permissions of the new queue (default 0600)\n"
+        "  -m, --mode=OCTAL    permissions of the new queue (0600, the default, or more)\n"
         "  -n, --senders=N     serve N senders, then exit (default 1)\n"
         "  -r, --reply         chat: answer each line with a line read from stdin\n"
         "  -f, --force         replace a queue of yours that no running process\n"
@@ -359,6 +359,10 @@ int Receiver::request(Client& c) {
 
 int Receiver::hello() {
     pid_t pid = m_.hdr.pid;
+    if (m_.hdr.seq != 0 || m_.hdr.token != 0) {
+        complain("ignoring HELLO from %d: its seq and token must be 0", int(pid));
+        return kGoOn;
+    }
     if (pid <= 0 || find(pid) != nullptr || !alive(pid)) {
         complain("ignoring HELLO from %d: not a new, living process", int(pid));
         return kGoOn;
@@ -398,19 +402,31 @@ int Receiver::data(Client& c) {
 
 // END carries the sender's tally: what it sent must be what was written.
 int Receiver::end(Client& c) {
+    if (c.state != Client::kActive) {
+        complain("ignoring END from %d after its END", int(c.pid));
+        return kGoOn;
+    }
     if (owner() == &c) owner_ = -1;
     if (!out_.flush()) return write_failed();
     c.state = Client::kClosing;
     Tally sent = {};
     if (m_.hdr.len == sizeof sent) memcpy(&sent, m_.data, sizeof sent);
     c.intact = m_.hdr.len == sizeof sent && sent == c.tally;
+    const Tally& got = c.tally;
     if (c.intact)
-        note("sender %d finished: %s in %s", int(c.pid), Count(c.tally.bytes, "byte").text,
-             Count(c.tally.messages, "message").text);
-    else
-        complain("sender %d sent %s in %s, but what was written (%s in %s) differs", int(c.pid),
+        note("sender %d finished: %s in %s", int(c.pid), Count(got.bytes, "byte").text,
+             Count(got.messages, "message").text);
+    else if (m_.hdr.len != sizeof sent)
+        complain("sender %d: its END carries no tally (%u bytes)", int(c.pid),
+                 unsigned(m_.hdr.len));
+    else if (sent.bytes != got.bytes || sent.messages != got.messages)
+        complain("sender %d sent %s in %s, but %s in %s were written", int(c.pid),
                  Count(sent.bytes, "byte").text, Count(sent.messages, "message").text,
-                 Count(c.tally.bytes, "byte").text, Count(c.tally.messages, "message").text);
+                 Count(got.bytes, "byte").text, Count(got.messages, "message").text);
+    else
+        complain("sender %d sent %s in %s, as many as were written, but not the same bytes"
+                 " (the checksums differ)", int(c.pid), Count(sent.bytes, "byte").text,
+                 Count(sent.messages, "message").text);
     return reply(c, kTally, 0, &c.tally, sizeof c.tally) ? kGoOn : fail("msgsnd");
 }
 
@@ -557,12 +573,15 @@ int Receiver::check_senders() {
 
 // A HELLO can name any living process. One that has not read its WELCOME
 // a tick or two later (a sender reads it at once) sent no HELLO: it must not
-// take a sender's place, nor keep the receiver waiting for it to finish.
+// take a sender's place, nor keep the receiver waiting for it to finish. A
+// stopped process (Ctrl-Z) is waited for: it will read it when continued.
 void Receiver::drop_false_hellos() {
     for (size_t i = 0; i < clients_.size(); ++i) {
         Client& c = clients_[i];
         if (c.read_welcome || c.state != Client::kActive || c.next_seq > 1 || ++c.ticks < 2)
             continue;
+        char state = process_state(c.pid);
+        if (state == 'T' || state == 't') continue;
         bool unsent = false;  // still in the outbox: not its fault
         for (const Message& m : outbox_) unsent = unsent || m.mtype == reply_type(c.pid);
         if (unsent) continue;

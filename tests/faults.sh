@@ -360,6 +360,7 @@ t_hostile_messages() {
   [ -z "$old_max" ] || expect_grep "$T/r.err" 'ignoring a malformed message \(8192 bytes\)'
   expect_grep "$T/r.err" 'ignoring UNKNOWN \(kind 99\)'
   expect_grep "$T/r.err" 'ignoring HELLO from 999999'
+  expect_grep "$T/r.err" 'ignoring HELLO from 1: its seq and token must be 0'
   expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
   expect_grep "$T/r.err" "ignoring DATA from $s_pid: not its session's token"
   expect_grep "$T/r.err" "ignoring END from $s_pid: not its session's token"
@@ -580,6 +581,47 @@ t_false_hello_dropped() {
   expect_grep "$T/r.out" '^real$'
 }
 
+# A sender stopped (Ctrl-Z) between its HELLO and its WELCOME lives, and is
+# waited for, not taken for a forged HELLO: continued seconds later, it is
+# served.
+t_sender_stopped_before_welcome() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  stop "$r_pid"
+  start s "${SENDER[@]}" -k "$KEY" -w 20 hello
+  wait_count 1  # its HELLO
+  stop "$s_pid"  # out of msgrcv: the WELCOME will wait in the queue
+  kill -CONT "$r_pid"
+  wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
+  sleep 3  # past the two ticks after which an unread WELCOME means a forgery
+  kill -CONT "$s_pid"
+  finish s
+  finish r
+  expect_clean_run r s
+  expect_grep "$T/r.out" '^hello$'
+}
+
+# A second END, with the next seq, from a process that read the token: it
+# is ignored (one TALLY, one "finished"). It took the number of the
+# sender's BYE, which then shows a gap: the receiver exits 1, the sender,
+# whose data arrived intact, 0.
+t_repeated_end_ignored() {
+  session --async
+  stop "$r_pid"
+  echo one | tee "$T/in" >&3
+  exec 3>&-
+  wait_count 2  # DATA and END
+  "$HOSTILE" "$KEY" twice
+  kill -CONT "$r_pid"
+  finish s
+  finish r
+  expect_status s 0
+  expect_status r 1
+  expect_same "$T/in" "$T/r.out"
+  expect_grep "$T/r.err" "^receiver: ignoring END from $s_pid after its END$"
+  [ "$(grep -c 'finished:' "$T/r.err")" -eq 1 ] || fail "'finished' said more than once"
+}
+
 # Every signal that stops a program by default, not only INT, TERM and HUP:
 # Ctrl-\, USR1, USR2, a SIGXFSZ sent by kill, a real-time signal. The queue
 # is removed, then the program dies of the signal.
@@ -644,7 +686,7 @@ t_tampered_data_found() {
   expect_status s 1
   expect_grep "$T/s.err" '^sender: the receiver wrote 12 bytes in 1 message, as many as were sent, but not the same bytes \(the checksums differ\)$'
   expect_status r 1
-  expect_grep "$T/r.err" "^receiver: sender $s_pid sent 12 bytes in 1 message, but what was written \(12 bytes in 1 message\) differs$"
+  expect_grep "$T/r.err" "^receiver: sender $s_pid sent 12 bytes in 1 message, as many as were written, but not the same bytes \(the checksums differ\)$"
 }
 
 # A sender killed after its END, before it read its TALLY, never said BYE:
@@ -875,7 +917,7 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_queue_too_small_for_a_session
   t_queue_shrinks_mid_transfer t_queue_shrinks_async_and_below_minimum
   t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
-  t_false_hello_dropped
+  t_false_hello_dropped t_sender_stopped_before_welcome t_repeated_end_ignored
   t_more_stop_signals t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
   t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
   t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin

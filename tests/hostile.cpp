@@ -11,6 +11,8 @@
 //                                  message of TYPE) out of the queue
 //   hostile KEY tamper             change the bytes of the first DATA request,
 //                                  header and token untouched
+//   hostile KEY twice              put the first END request back, and a copy
+//                                  with the next seq
 //   hostile KEY fill [TYPE]        fill the queue with messages nobody reads
 //   hostile KEY squat              create the queue under KEY with mode 0666
 //   hostile KEY handover UID       make UID the owner (the creator stays)
@@ -59,6 +61,7 @@ void junk(int id) {
     put(id, kRequestType, Header{int32_t(getpid()), 99, 0, 1, 0, 0});
     put(id, kRequestType, Header{999999, kData, 0, 1, 4, 0}, 4);
     put(id, kRequestType, Header{999999, kHello, 0, 0, 0, 0});
+    put(id, kRequestType, Header{1, kHello, 0, 7, 0, 0});  // a living pid, not seq 0
     put(id, kRequestType, Header{1, kEnd, 0, 1, 0, 0});
     put(id, 42, Header{1, kData, 0, 1, 0, 0});
 }
@@ -79,14 +82,14 @@ void forge_data(int id, pid_t pid, uint32_t seq, const std::string& text) {
     put(id, kRequestType, (m + text).data(), m.size() + text.size());
 }
 
-// Takes out the first message of the type (0: the first DATA request).
-// Others taken on the way go back (at the end). 0 if one was found.
-int take(int id, long type, Message& m, ssize_t* len) {
+// Takes out the first message of the type, or else the first request of
+// that kind. Others taken on the way go back (at the end). 0 if found.
+int take(int id, long type, uint16_t kind, Message& m, ssize_t* len) {
     for (size_t tries = 0; tries < 10000; ++tries) {
         ssize_t n = receive_message(id, m, type != 0 ? type : kRequestType, IPC_NOWAIT);
         if (n < 0) return syscall_failed("msgrcv"), 1;
         *len = n;
-        if (type != 0 || m.hdr.kind == kData) return 0;
+        if (type != 0 || m.hdr.kind == kind) return 0;
         send_message(id, m, IPC_NOWAIT);  // not the one: put it back
     }
     return 1;
@@ -109,7 +112,7 @@ int main(int argc, char** argv) {
     if (argc > 2 && strcmp(argv[1], "nonblock") == 0) return exec_nonblocking(argv + 2);
     if (argc < 3)
         usage_error("usage: hostile KEY junk|forge PID|forgedata PID SEQ TEXT|hello PID|qbytes N|"
-                    "steal [TYPE]|tamper|fill [TYPE]|squat|handover UID|count");
+                    "steal [TYPE]|tamper|twice|fill [TYPE]|squat|handover UID|count");
     g_key = key_t(parse_number(argv[1], Radix::kAny, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
     auto arg = [&](int i, long long lo, long long hi) {
@@ -125,9 +128,14 @@ int main(int argc, char** argv) {
     if (what == "hello") put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 0});
     if (what == "forgedata" && argc > 5)
         forge_data(id, pid_t(arg(3, 1, INT_MAX)), uint32_t(arg(4, 0, UINT32_MAX)), argv[5]);
-    if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, m, &n);
+    if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, kData, m, &n);
+    if (what == "twice") {
+        if (take(id, 0, kEnd, m, &n) != 0) return 1;
+        for (int i = 0; i < 2; ++i, ++m.hdr.seq)
+            if (send_message(id, m, IPC_NOWAIT) < 0) return syscall_failed("msgsnd"), 1;
+    }
     if (what == "tamper") {
-        if (take(id, 0, m, &n) != 0) return 1;
+        if (take(id, 0, kData, m, &n) != 0) return 1;
         m.data[0] ^= 1;
         if (send_message(id, m, IPC_NOWAIT) < 0) return syscall_failed("msgsnd"), 1;
     }
