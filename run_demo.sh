@@ -62,9 +62,11 @@ heading "2. Chat (receiver --reply): each acknowledgment carries a reply line"
 REPLIES=<(printf 'hi, sender\nfine, thanks\n') converse --reply -- "hello, receiver" "how are you?"
 
 heading "3. Asynchronous (sender --async): no waiting per message, one tally at the end"
+echo "(The receiver buffers async data and writes it when it has nothing to read:"
+echo " here, the lines come out after END.)"
 seq 1 5 | converse -- --async
 
-heading "ipcs -q after: no queue is left"
+heading "ipcs -q after: no queue with the demo's key $key is left"
 ipcs -q
 if ipcs -q | grep -q "^$key "; then
   echo "run_demo.sh: queue $key was left behind" >&2

@@ -294,6 +294,7 @@ int Sender::send(uint16_t kind, uint16_t flags, size_t n) {
     m_.mtype = kRequestType;
     m_.hdr = Header{int32_t(me_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n), token_};
     int wait = (flags & kNoAck) && kind == kData && !queue_filled_ ? IPC_NOWAIT : 0;
+    trace("sent", m_);  // before: the receiver may say "got" before msgsnd returns
     for (;;) {
         if (g_signal) return on_interrupt();
         if (g_tick) {
@@ -302,12 +303,10 @@ int Sender::send(uint16_t kind, uint16_t flags, size_t n) {
             if (kind == kData && m_.hdr.len > chunk_) {
                 m_.hdr.len = uint32_t(chunk_);
                 m_.hdr.flags |= kMore;
+                trace("sent", m_);  // a smaller message, in its place
             }
         }
-        if (send_message(q_, m_, wait) == 0) {
-            trace("sent", m_);
-            return kGoOn;
-        }
+        if (send_message(q_, m_, wait) == 0) return kGoOn;
         if (errno == EAGAIN && wait) {
             if (g_verbose) complain("the queue is full: waiting for room from now on");
             queue_filled_ = true;
@@ -394,9 +393,8 @@ int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
 void Sender::ping() {
     m_.mtype = kRequestType;
     m_.hdr = Header{int32_t(me_), kPing, 0, seq_ + 1, 0, token_};
-    if (send_message(q_, m_, IPC_NOWAIT) < 0) return;
-    pinged_ = ++seq_;
     trace("sent", m_);
+    if (send_message(q_, m_, IPC_NOWAIT) == 0) pinged_ = ++seq_;
 }
 
 // Between replies only late answers to our PINGs are addressed to us, or a
@@ -432,7 +430,8 @@ int Sender::on_interrupt() {
     if (peer_ == 0) return 1;
     m_.mtype = kRequestType;
     m_.hdr = Header{int32_t(me_), kLeave, 0, ++seq_, 0, token_};
-    if (send_message(q_, m_, IPC_NOWAIT) == 0) trace("sent", m_);
+    trace("sent", m_);
+    (void)send_message(q_, m_, IPC_NOWAIT);  // no room: the receiver sees us die
     return 1;
 }
 
