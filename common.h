@@ -110,28 +110,30 @@ inline constexpr size_t kTextSize = sizeof(Message) - offsetof(Message, hdr);
 static_assert(kTextSize == kMsgMax, "mtext is exactly kMsgMax bytes");
 
 // What one side saw of one sender's data. END carries the sender's, TALLY
-// the receiver's, and each side compares. sum and sum2 are a Fletcher-style
-// checksum: each message's data is read as 64-bit words (native order) in
-// blocks of four, the last block padded with zero bytes; for each block,
-// sum += its four words, then sum2 += sum, both modulo 2^64. sum2 depends
-// on the order of the blocks, not only on their values. It finds lost,
+// the receiver's, and each side compares. sum and sum2 are Fletcher's
+// checksum over 64-bit words: each message's data, padded with zero bytes
+// to a multiple of 32, is read as words in native byte order; for each word,
+// sum += word, then sum2 += sum, both modulo 2^64. sum2 weighs each word by
+// its distance from the end, so it depends on their order. It finds lost,
 // changed, reordered and forged data; it is no defence against a forger who
 // knows the data (see README.md, "Limits").
 struct Tally {
     uint64_t bytes;     // data bytes
     uint64_t messages;  // kData messages
     uint64_t sum;       // the sum of the words
-    uint64_t sum2;      // the sum of the running sums, one per block
+    uint64_t sum2;      // the sum of the running sums
 
     // Counts p[0..n) as one more DATA message. Given `to`, also copies the
     // bytes there in the same pass, which costs no more than the checksum.
     void add(const char* p, size_t n, char* to = nullptr) {
-        // Two 64-bit lanes at a time (GCC and Clang use SSE2 or NEON where
-        // there is one, plain adds elsewhere): a and c add up the words of
-        // each block, b and d their running sums; the lanes' totals are sum
-        // and sum2.
+        // Four lanes, two at a time (GCC and Clang use SSE2 or NEON where
+        // there is one, plain adds elsewhere): lane j takes word j of each
+        // 32-byte block, with its running sum a_j and their sum b_j. Then
+        // sum = a0+a1+a2+a3, and sum2 grows by 4(b0+b1+b2+b3) - (a1 + 2a2 +
+        // 3a3): the running sums after words 0, 1 and 2 of each block are
+        // the block's end sums less the words after them.
         typedef uint64_t Lanes __attribute__((vector_size(16)));
-        Lanes a = {sum, 0}, b = {sum2, 0}, c = {0, 0}, d = {0, 0}, lo, hi;
+        Lanes a = {sum, 0}, c = {0, 0}, b = {0, 0}, d = {0, 0}, lo, hi;  // lanes 0-1, 2-3
         size_t i = 0;
         for (; i + 32 <= n; i += 32) {
             memcpy(&lo, p + i, 16);
@@ -156,10 +158,8 @@ struct Tally {
             b += a;
             d += c;
         }
-        a += c;
-        b += d;
-        sum = a[0] + a[1];
-        sum2 = b[0] + b[1];
+        sum2 += 4 * (b[0] + b[1] + d[0] + d[1]) - (a[1] + 2 * c[0] + 3 * c[1]);
+        sum = a[0] + a[1] + c[0] + c[1];
         bytes += n;
         ++messages;
     }

@@ -670,24 +670,30 @@ t_forged_data_ignored() {
   expect_same "$T/in" "$T/r.out"
 }
 
-# A forger who can read the queue knows the token: it changes the bytes of a
-# DATA waiting in the queue. The checksums in END and TALLY differ; both
-# programs say so and exit 1.
-t_tampered_data_found() {
+# changed_in_queue WAY LINE: a forger who can read the queue knows the token,
+# and changes a DATA (hostile WAY) while it waits in the queue. The
+# checksums in END and TALLY differ: both programs say so and exit 1.
+changed_in_queue() {
+  local n=${#2}
   session
   stop "$r_pid"
-  echo 'hello there' >&3
+  printf '%s\n' "$2" >&3
   exec 3>&-
   wait_count 1
-  "$HOSTILE" "$KEY" tamper
+  "$HOSTILE" "$KEY" "$1"
   kill -CONT "$r_pid"
   finish s
   finish r
   expect_status s 1
-  expect_grep "$T/s.err" '^sender: the receiver wrote 12 bytes in 1 message, as many as were sent, but not the same bytes \(the checksums differ\)$'
+  expect_grep "$T/s.err" "^sender: the receiver wrote $((n + 1)) bytes in 1 message, as many as were sent, but not the same bytes \(the checksums differ\)$"
   expect_status r 1
-  expect_grep "$T/r.err" "^receiver: sender $s_pid sent 12 bytes in 1 message, as many as were written, but not the same bytes \(the checksums differ\)$"
+  expect_grep "$T/r.err" "^receiver: sender $s_pid sent $((n + 1)) bytes in 1 message, as many as were written, but not the same bytes \(the checksums differ\)$"
 }
+
+t_tampered_data_found() { changed_in_queue tamper 'hello there'; }
+
+# Two words swapped inside one 32-byte block: the same words, in another order.
+t_swapped_words_found() { changed_in_queue swap AAAAAAAABBBBBBBBCCCCCCCCDDDDDDD; }
 
 # A sender killed after its END, before it read its TALLY, never said BYE:
 # it did not finish, and the receiver exits 1.
@@ -919,6 +925,7 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
   t_false_hello_dropped t_sender_stopped_before_welcome t_repeated_end_ignored
   t_more_stop_signals t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
+  t_swapped_words_found
   t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
   t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin
   t_inherited_nonblocking_stdout t_zombie_peer

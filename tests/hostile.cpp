@@ -9,8 +9,9 @@
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
 //   hostile KEY steal [TYPE]       take the first DATA request (or the first
 //                                  message of TYPE) out of the queue
-//   hostile KEY tamper             change the bytes of the first DATA request,
+//   hostile KEY tamper             change a byte of the first DATA request,
 //                                  header and token untouched
+//   hostile KEY swap               swap its first two 8-byte words instead
 //   hostile KEY twice              put the first END request back, and a copy
 //                                  with the next seq
 //   hostile KEY fill [TYPE]        fill the queue with messages nobody reads
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
     if (argc > 2 && strcmp(argv[1], "nonblock") == 0) return exec_nonblocking(argv + 2);
     if (argc < 3)
         usage_error("usage: hostile KEY junk|forge PID|forgedata PID SEQ TEXT|hello PID|qbytes N|"
-                    "steal [TYPE]|tamper|twice|fill [TYPE]|squat|handover UID|count");
+                    "steal [TYPE]|tamper|swap|twice|fill [TYPE]|squat|handover UID|count");
     g_key = key_t(parse_number(argv[1], Radix::kAny, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
     auto arg = [&](int i, long long lo, long long hi) {
@@ -134,9 +135,15 @@ int main(int argc, char** argv) {
         for (int i = 0; i < 2; ++i, ++m.hdr.seq)
             if (send_message(id, m, IPC_NOWAIT) < 0) return syscall_failed("msgsnd"), 1;
     }
-    if (what == "tamper") {
+    if (what == "tamper" || what == "swap") {
         if (take(id, 0, kData, m, &n) != 0) return 1;
-        m.data[0] ^= 1;
+        char word[8];
+        if (what == "tamper") m.data[0] ^= 1;
+        if (what == "swap" && m.hdr.len >= 16) {
+            memcpy(word, m.data, 8);
+            memmove(m.data, m.data + 8, 8);
+            memcpy(m.data + 8, word, 8);
+        }
         if (send_message(id, m, IPC_NOWAIT) < 0) return syscall_failed("msgsnd"), 1;
     }
     msqid_ds ds = {};
