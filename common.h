@@ -56,14 +56,14 @@ inline long reply_type(pid_t pid) { return kReplyBase + long(pid); }
 // ---- Message kinds: what a message means ----------------------------------
 enum Kind : uint16_t {
     // sender -> receiver, type kRequestType
-    kHello = 1,  // I am starting; answer with kWelcome (or kRefuse)
+    kHello = 1,  // I am starting; hdr.token is our secret; answer with kWelcome (or kRefuse)
     kData = 2,   // data[] holds the next bytes of my input
     kEnd = 3,    // my input ended; data[] is my Tally; answer with kTally
     kBye = 4,    // I have read your kTally; I will not use the queue again
     kLeave = 5,  // I was interrupted and am leaving now; no answer
     kPing = 6,   // no reply for a while: are you there? answer with kAck
     // receiver -> sender, type reply_type(sender's pid)
-    kWelcome = 16,  // hdr.token is the session's secret, hdr.pid the receiver
+    kWelcome = 16,  // hdr.token repeats the HELLO's, hdr.pid is the receiver
     kAck = 17,      // request hdr.seq is done (written); data[] is a chat reply
     kTally = 18,    // data[] is the Tally of everything written
     kRefuse = 19,   // no: to HELLO, it serves no more senders; to anything
@@ -83,7 +83,7 @@ struct Header {
     uint16_t flags;  // Flag bits
     uint32_t seq;    // sender's message number: kHello is 0, then 1, 2, ...
     uint32_t len;    // bytes of data[] in use
-    uint64_t token;  // the session's secret from WELCOME on, both ways; 0 before
+    uint64_t token;  // the session's secret, chosen by the sender, in every message
 };
 // The layout README.md documents, byte for byte.
 static_assert(sizeof(Header) == 24 && offsetof(Header, kind) == 4 &&

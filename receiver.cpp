@@ -359,8 +359,8 @@ int Receiver::request(Client& c) {
 
 int Receiver::hello() {
     pid_t pid = m_.hdr.pid;
-    if (m_.hdr.seq != 0 || m_.hdr.token != 0) {
-        complain("ignoring HELLO from %d: its seq and token must be 0", int(pid));
+    if (m_.hdr.seq != 0 || m_.hdr.token == 0) {
+        complain("ignoring HELLO from %d: its seq must be 0 and its token not", int(pid));
         return kGoOn;
     }
     if (pid <= 0 || find(pid) != nullptr || !alive(pid)) {
@@ -368,15 +368,11 @@ int Receiver::hello() {
         return kGoOn;
     }
     Client c{pid};
+    c.token = m_.hdr.token;  // the sender's secret: its replies and requests carry it
     if (clients_.size() == opt_.senders) {
         complain("refusing sender %d: already served %u", int(pid), opt_.senders);
         return reply(c, kRefuse, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
     }
-    if (getentropy(&c.token, sizeof c.token) < 0) {
-        syscall_failed("getentropy");
-        return 1;
-    }
-    c.token |= 1;  // never 0, the token of no session
     clients_.push_back(c);
     set_watchdog(true);
     note("sender %d connected", int(pid));
@@ -585,7 +581,13 @@ void Receiver::drop_false_hellos() {
         bool unsent = false;  // still in the outbox: not its fault
         for (const Message& m : outbox_) unsent = unsent || m.mtype == reply_type(c.pid);
         if (unsent) continue;
-        if (receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT) < 0) {
+        // Before its first request only our WELCOME is addressed to it: anything
+        // else there is junk, taken out on the way.
+        bool welcome = false;
+        for (ssize_t n; !welcome && (n = receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT)) >= 0;)
+            welcome = well_formed(r_, n) && r_.hdr.kind == kWelcome && r_.hdr.pid == me_ &&
+                      r_.hdr.token == c.token;
+        if (!welcome) {
             c.read_welcome = true;  // it has (or the queue is gone: the caller sees)
             continue;
         }

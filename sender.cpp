@@ -4,8 +4,9 @@
 //
 // The sender never creates or removes the queue: it waits for the receiver
 // to create it, checks that it belongs to us, and says HELLO, END and BYE.
-// Every request after HELLO carries the session's token from WELCOME; END
-// carries a checksum of everything sent, which the receiver's TALLY must match.
+// Every message of the session carries the secret token it chose for its
+// HELLO; END carries a checksum of everything sent, which the receiver's
+// TALLY must match.
 #include "common.h"
 
 #include <getopt.h>
@@ -110,7 +111,7 @@ private:
     int q_ = -1;
     pid_t me_ = getpid();
     pid_t peer_ = 0;        // the receiver, once it has welcomed us
-    uint64_t token_ = 0;    // the session's secret, from WELCOME
+    uint64_t token_ = 0;    // the session's secret, chosen for our HELLO
     uint32_t seq_ = 0;      // of the last request sent
     uint32_t pinged_ = 0;   // seq of the last PING sent, 0 if none
     size_t chunk_ = 0;      // data bytes per message that the queue accepts
@@ -184,7 +185,14 @@ int Sender::fit_queue() {
     return kGoOn;
 }
 
+// The token makes our session ours: a reply without it (a WELCOME or REFUSE
+// forged by whoever may write to the queue) is not from our receiver.
 int Sender::say_hello() {
+    if (getentropy(&token_, sizeof token_) < 0) {
+        syscall_failed("getentropy");
+        return 1;
+    }
+    token_ |= 1;  // never 0
     int st = send(kHello, opt_.async ? kNoAck : 0, 0);
     if (st == kGoOn) st = await(kWelcome, 0);
     if (st != kGoOn) return st;
@@ -358,13 +366,18 @@ int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
     }
     trace("got", r_);
     const Header& h = r_.hdr;
+    if (h.token != token_) {
+        complain("ignoring a reply %s from %d: not of our session", kind_name(h.kind),
+                 int(h.pid));
+        return kGoOn;
+    }
     if (peer_ == 0) {  // the answer to our HELLO, from a receiver not known yet
         if (kind == kWelcome && h.seq == 0 && h.kind == kWelcome) return kGot;
         if (kind == kWelcome && h.seq == 0 && h.kind == kRefuse) {
             complain("the receiver refused: it serves no more senders");
             return 1;
         }
-    } else if (h.pid != peer_ || h.token != token_) {
+    } else if (h.pid != peer_) {
         complain("ignoring a reply %s from %d: not from our session's receiver",
                  kind_name(h.kind), int(h.pid));
         return kGoOn;

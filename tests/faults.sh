@@ -360,11 +360,12 @@ t_hostile_messages() {
   [ -z "$old_max" ] || expect_grep "$T/r.err" 'ignoring a malformed message \(8192 bytes\)'
   expect_grep "$T/r.err" 'ignoring UNKNOWN \(kind 99\)'
   expect_grep "$T/r.err" 'ignoring HELLO from 999999'
-  expect_grep "$T/r.err" 'ignoring HELLO from 1: its seq and token must be 0'
+  expect_grep "$T/r.err" 'ignoring HELLO from 1: its seq must be 0 and its token not'
   expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
   expect_grep "$T/r.err" "ignoring DATA from $s_pid: not its session's token"
   expect_grep "$T/r.err" "ignoring END from $s_pid: not its session's token"
-  expect_grep "$T/s.err" 'ignoring a reply ACK from 1: not from our session'
+  expect_grep "$T/s.err" 'ignoring a reply WELCOME from 1: not of our session'
+  expect_grep "$T/s.err" 'ignoring a reply ACK from 1: not of our session'
   expect_grep "$T/s.err" 'ignoring a malformed reply \(2 bytes\)'
   expect_no_grep "$T/r.err" 'died|Identifier removed'
 }
@@ -579,6 +580,49 @@ t_false_hello_dropped() {
   expect_status s 0
   expect_status r 0
   expect_grep "$T/r.out" '^real$'
+}
+
+# A WELCOME and a REFUSE forged for a sender before its receiver answers (by
+# a process that may write to the queue, from pid 1, always alive): without
+# the token the sender chose, they are not of its session; the real WELCOME is.
+t_forged_welcome_ignored() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  stop "$r_pid"
+  start s "${SENDER[@]}" -k "$KEY" -w 10 hello
+  wait_count 1  # its HELLO
+  stop "$s_pid"
+  "$HOSTILE" "$KEY" forge "$s_pid"
+  kill -CONT "$r_pid"
+  wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
+  kill -CONT "$s_pid"
+  finish s
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_grep "$T/r.out" '^hello$'
+  expect_grep "$T/s.err" "^sender: connected to receiver $r_pid$"
+  expect_grep "$T/s.err" 'ignoring a reply WELCOME from 1: not of our session'
+  expect_grep "$T/s.err" 'ignoring a reply REFUSE from 1: not of our session'
+}
+
+# Junk rains on a new sender's reply type while it waits for its first
+# line: the receiver must not take it for a WELCOME left unread.
+t_junk_for_a_new_sender() {
+  local i
+  session
+  for ((i = 0; i < 30; i++)); do
+    "$HOSTILE" "$KEY" forge "$s_pid" 2>/dev/null
+    sleep 0.1
+  done
+  echo late | tee "$T/in" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_same "$T/in" "$T/r.out"
+  expect_no_grep "$T/r.err" 'did not read its WELCOME'
 }
 
 # A sender stopped (Ctrl-Z) between its HELLO and its WELCOME lives, and is
@@ -923,7 +967,8 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_queue_too_small_for_a_session
   t_queue_shrinks_mid_transfer t_queue_shrinks_async_and_below_minimum
   t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
-  t_false_hello_dropped t_sender_stopped_before_welcome t_repeated_end_ignored
+  t_false_hello_dropped t_forged_welcome_ignored t_junk_for_a_new_sender
+  t_sender_stopped_before_welcome t_repeated_end_ignored
   t_more_stop_signals t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
   t_swapped_words_found
   t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue

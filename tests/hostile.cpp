@@ -61,8 +61,8 @@ void junk(int id) {
     put(id, kRequestType, Header{1, kData, 0, 1, 500, 0}, 20);
     put(id, kRequestType, Header{int32_t(getpid()), 99, 0, 1, 0, 0});
     put(id, kRequestType, Header{999999, kData, 0, 1, 4, 0}, 4);
-    put(id, kRequestType, Header{999999, kHello, 0, 0, 0, 0});
-    put(id, kRequestType, Header{1, kHello, 0, 7, 0, 0});  // a living pid, not seq 0
+    put(id, kRequestType, Header{999999, kHello, 0, 0, 0, 42});
+    put(id, kRequestType, Header{1, kHello, 0, 7, 0, 42});  // a living pid, not seq 0
     put(id, kRequestType, Header{1, kEnd, 0, 1, 0, 0});
     put(id, 42, Header{1, kData, 0, 1, 0, 0});
 }
@@ -70,6 +70,8 @@ void junk(int id) {
 // A forger who knows a sender's pid but not its session's token: replies
 // it never asked for, and requests in its name.
 void forge(int id, pid_t pid) {
+    put(id, reply_type(pid), Header{1, kWelcome, 0, 0, 0, 42});
+    put(id, reply_type(pid), Header{1, kRefuse, 0, 0, 0, 0});
     put(id, reply_type(pid), Header{1, kAck, 0, 777, 0, 0});
     put(id, reply_type(pid), Header{1, kTally, 0, 777, 0, 0});
     put(id, reply_type(pid), "xy", 2);
@@ -126,7 +128,7 @@ int main(int argc, char** argv) {
     ssize_t n = 0;
     if (what == "junk") junk(id);
     if (what == "forge") forge(id, pid_t(arg(3, 1, INT_MAX)));
-    if (what == "hello") put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 0});
+    if (what == "hello") put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 42});
     if (what == "forgedata" && argc > 5)
         forge_data(id, pid_t(arg(3, 1, INT_MAX)), uint32_t(arg(4, 0, UINT32_MAX)), argv[5]);
     if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, kData, m, &n);
