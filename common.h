@@ -381,14 +381,56 @@ extern "C" inline void on_xfsz(int sig, siginfo_t* si, void*) {
 
 // Every signal whose default action ends the process and that a user or the
 // system sends to say "stop" (kill -l). SIGKILL and SIGSTOP cannot be
-// caught; SEGV, BUS, FPE, ILL, ABRT, TRAP and SYS report a crash, which a
-// handler that only sets a flag cannot survive; SIGALRM is the watchdog.
+// caught; SIGALRM is the watchdog; the crash signals are below.
 inline constexpr int kStopSignals[] = {
     SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF,
 #if defined(__linux__)
     SIGPOLL, SIGPWR, SIGSTKFLT,
 #endif
 };
+
+// The signals that report a crash. Sent by another process with kill, they
+// mean "stop", as SIGTERM does. Raised by a real fault, or by abort() (a
+// failed allocation), the program cannot go on: the receiver removes its
+// queue (a plain system call, safe here), then hands the signal to what had
+// it before (the default, which kills, or a sanitizer's report), which takes
+// it when the faulting instruction runs again or abort() raises it again.
+inline constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+inline constexpr size_t kCrashCount = sizeof kCrashSignals / sizeof kCrashSignals[0];
+inline struct sigaction g_before_crash[kCrashCount];
+inline volatile sig_atomic_t g_queue_to_remove = -1;  // the receiver's queue, once made
+
+extern "C" inline void on_crash(int sig, siginfo_t* si, void*) {
+    if ((si->si_code == SI_USER || si->si_code == SI_QUEUE) && si->si_pid != getpid()) {
+        on_terminate(sig);
+        return;
+    }
+    if (g_queue_to_remove >= 0) msgctl(g_queue_to_remove, IPC_RMID, nullptr);
+    for (size_t i = 0; i < kCrashCount; ++i)
+        if (kCrashSignals[i] == sig) sigaction(sig, &g_before_crash[i], nullptr);
+}
+
+// On a stack of its own, so that a stack overflow's SIGSEGV is caught too
+// (unless a tool, such as a sanitizer, has set one up already).
+inline void catch_crashes(sigset_t* used) {
+    static char altstack[64 * 1024];
+    stack_t ss = {};
+    if (sigaltstack(nullptr, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
+        ss.ss_sp = altstack;
+        ss.ss_size = sizeof altstack;
+        ss.ss_flags = 0;
+        (void)sigaltstack(&ss, nullptr);  // failing, a stack overflow kills as before
+    }
+    for (size_t i = 0; i < kCrashCount; ++i) {
+        struct sigaction sa = {};
+        sa.sa_sigaction = on_crash;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(kCrashSignals[i], nullptr, &g_before_crash[i]) == 0 &&
+            g_before_crash[i].sa_handler != SIG_IGN && sigaction(kCrashSignals[i], &sa, nullptr) == 0)
+            sigaddset(used, kCrashSignals[i]);
+    }
+}
 
 // sigaction for sig unless it was ignored when we started (a background
 // job's SIGINT stays ignored); adds it to *used. A signal a tool such as
@@ -402,7 +444,7 @@ inline void catch_signal(int sig, void (*handler)(int), sigset_t* used, bool ove
     if (sigaction(sig, &sa, nullptr) == 0) sigaddset(used, sig);
 }
 
-// Catches the stop signals, ignores SIGPIPE (a closed stdout is an EPIPE we
+// Catches the stop and crash signals, ignores SIGPIPE (a closed stdout is an EPIPE we
 // report), and unblocks what we catch: a signal mask survives exec, and a
 // blocked SIGALRM would silence the watchdog.
 inline void install_signal_handlers() {
@@ -413,6 +455,7 @@ inline void install_signal_handlers() {
     for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_terminate, &used);
 #endif
     catch_signal(SIGALRM, on_tick, &used, true);
+    catch_crashes(&used);
     struct sigaction old = {}, sa = {};
     sa.sa_sigaction = on_xfsz;
     sa.sa_flags = SA_SIGINFO;

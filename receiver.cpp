@@ -192,6 +192,10 @@ Queue create_queue(const Options& o) {
     return queue;
 }
 
+// What the receiver keeps in memory at most: requests held back while a
+// sender is in mid-line, and replies waiting for room.
+constexpr size_t kKeptMax = size_t(4) << 20;
+
 // A request of another sender, held back while one sender is mid-line.
 struct Held {
     pid_t pid;
@@ -221,14 +225,15 @@ public:
 private:
     ssize_t next_message(int flags);
     int handle(ssize_t n);
+    int hold(ssize_t n);
     int request(Client& c);
     int hello();
     int data(Client& c);
     int end(Client& c);
-    int refuse(Client& c);
     void finish(Client& c, bool clean, const char* how);
     int chat_reply(Client& c);
-    bool reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n);
+    int reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n);
+    int refuse(Client& c, uint32_t seq, const char* reason);
     int drain_outbox(bool block);
     int on_tick();
     int check_senders();
@@ -250,6 +255,7 @@ private:
     bool idle_ = false;           // the last look for a request found none
     bool stdin_ended_ = false;    // chat: no more replies to read
     std::deque<Held> deferred_;   // other senders' requests meanwhile
+    size_t held_ = 0;             // their bytes
     std::deque<Message> outbox_;  // replies waiting for room in the queue
     Message m_ = {};              // the request being handled
     Message r_ = {};              // the reply being built
@@ -295,6 +301,7 @@ ssize_t Receiver::next_message(int flags) {
     m_.mtype = kRequestType;
     memcpy(&m_.hdr, due->text.data(), due->text.size());
     ssize_t n = ssize_t(due->text.size());
+    held_ -= due->text.size();
     deferred_.erase(due);
     return n;
 }
@@ -328,25 +335,38 @@ int Receiver::handle(ssize_t n) {
         if (kind == kLeave) finish(*c, false, "left");
         return kGoOn;
     }
-    if (owner() != nullptr && owner() != c) {  // keep it until the line ends
-        const char* text = reinterpret_cast<const char*>(&m_.hdr);
-        deferred_.push_back(Held{c->pid, std::string(text, size_t(n))});
-        return kGoOn;
-    }
+    if (owner() != nullptr && owner() != c) return hold(n);  // until the line ends
     return request(*c);
+}
+
+// Keeps the request in m_ until the line of the sender in mid-line ends.
+// A line that stalls while kKeptMax of other senders' requests wait ends
+// that sender's session: memory stays bounded, and the others go on.
+int Receiver::hold(ssize_t n) {
+    const char* text = reinterpret_cast<const char*>(&m_.hdr);
+    deferred_.push_back(Held{m_.hdr.pid, std::string(text, size_t(n))});
+    held_ += size_t(n);
+    if (held_ < kKeptMax) return kGoOn;
+    Client& o = *owner();
+    complain("sender %d stalled in the middle of a line while %zu MiB of other senders'"
+             " requests waited; refusing the rest", int(o.pid), kKeptMax >> 20);
+    return refuse(o, o.next_seq, "its line stalled while other senders waited");
 }
 
 // A request of a sender in session, in its turn. LEAVE may skip ahead: a
 // sender interrupted in msgsnd has used a number it never sent.
 int Receiver::request(Client& c) {
     unsigned kind = m_.hdr.kind;
-    if (m_.hdr.seq != c.next_seq && !(kind == kLeave && m_.hdr.seq > c.next_seq))
-        return refuse(c);
+    if (m_.hdr.seq != c.next_seq && !(kind == kLeave && m_.hdr.seq > c.next_seq)) {
+        complain("sender %d: message %u never arrived (got %s seq %u); refusing the rest",
+                 int(c.pid), unsigned(c.next_seq), kind_name(kind), unsigned(m_.hdr.seq));
+        return refuse(c, m_.hdr.seq, "a message before it never arrived");
+    }
     ++c.next_seq;
     switch (kind) {
     case kData: return data(c);
     case kEnd: return end(c);
-    case kPing: return reply(c, kAck, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+    case kPing: return reply(c, kAck, 0, nullptr, 0);
     case kBye:
         if (c.state == Client::kClosing)
             finish(c, c.intact, nullptr);  // end() has said if it was not intact
@@ -371,12 +391,13 @@ int Receiver::hello() {
     c.token = m_.hdr.token;  // the sender's secret: its replies and requests carry it
     if (clients_.size() == opt_.senders) {
         complain("refusing sender %d: already served %u", int(pid), opt_.senders);
-        return reply(c, kRefuse, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+        const char* why = "it serves no more senders";
+        return reply(c, kRefuse, 0, why, strlen(why));
     }
     clients_.push_back(c);
     set_watchdog(true);
     note("sender %d connected", int(pid));
-    return reply(clients_.back(), kWelcome, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+    return reply(clients_.back(), kWelcome, 0, nullptr, 0);
 }
 
 int Receiver::data(Client& c) {
@@ -393,7 +414,7 @@ int Receiver::data(Client& c) {
     owner_ = (m_.hdr.flags & kMore) ? int(&c - clients_.data()) : -1;
     if (!ack) return kGoOn;
     if (opt_.reply && !(m_.hdr.flags & kMore)) return chat_reply(c);  // a line per line
-    return reply(c, kAck, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+    return reply(c, kAck, 0, nullptr, 0);
 }
 
 // END carries the sender's tally: what it sent must be what was written.
@@ -423,19 +444,22 @@ int Receiver::end(Client& c) {
         complain("sender %d sent %s in %s, as many as were written, but not the same bytes"
                  " (the checksums differ)", int(c.pid), Count(sent.bytes, "byte").text,
                  Count(sent.messages, "message").text);
-    return reply(c, kTally, 0, &c.tally, sizeof c.tally) ? kGoOn : fail("msgsnd");
+    return reply(c, kTally, 0, &c.tally, sizeof c.tally);
 }
 
-// A message of this sender never arrived (another process took it out of
-// the queue). Say so once, with REFUSE, and from then on read nothing from
-// it but its LEAVE: answering each later request would fill the queue with
-// REFUSEs that an async sender does not read until the end.
-int Receiver::refuse(Client& c) {
-    complain("sender %d: message %u never arrived (got %s seq %u); refusing the rest",
-             int(c.pid), unsigned(c.next_seq), kind_name(m_.hdr.kind), unsigned(m_.hdr.seq));
+// Ends a session, telling the sender once why, in a REFUSE of request seq:
+// a message of its never arrived (another process took it out of the
+// queue), or its line stalled. From then on only its LEAVE is read:
+// answering each later request would fill the queue with REFUSEs that an
+// async sender does not read until the end.
+int Receiver::refuse(Client& c, uint32_t seq, const char* reason) {
     c.state = Client::kRefused;
     if (owner() == &c) owner_ = -1;
-    return reply(c, kRefuse, 0, nullptr, 0) ? kGoOn : fail("msgsnd");
+    uint32_t request = m_.hdr.seq;
+    m_.hdr.seq = seq;  // reply() answers the request in m_
+    int st = reply(c, kRefuse, 0, reason, strlen(reason));
+    m_.hdr.seq = request;
+    return st;
 }
 
 // The sender is gone for good: with BYE (clean), LEAVE or death (not).
@@ -492,25 +516,34 @@ int Receiver::chat_reply(Client& c) {
             note("standard input ended: the replies are empty from now on");
         }
         bool more = n > 0 && p[n - 1] != '\n';
-        if (!reply(c, kAck, more ? kMore : 0, p, size_t(n))) return fail("msgsnd");
+        if (int st = reply(c, kAck, more ? kMore : 0, p, size_t(n)); st != kGoOn) return st;
         if (!more) return kGoOn;
     }
 }
 
 // Answers the request in m_: sends the reply now if it fits in the queue,
 // else keeps it in the outbox. Blocking here could deadlock with a sender
-// that waits for room to send us its request.
-bool Receiver::reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n) {
+// that waits for room to send us its request. Chat replies of more than
+// kKeptMax that their sender does not read end the receiver: memory stays
+// bounded.
+int Receiver::reply(const Client& c, uint16_t kind, uint16_t flags, const void* p, size_t n) {
     r_.mtype = reply_type(c.pid);
     r_.hdr = Header{int32_t(me_), kind, flags, m_.hdr.seq, uint32_t(n), c.token};
     if (n > 0) memcpy(r_.data, p, n);
     trace("sent", r_);
     if (outbox_.empty()) {
-        if (send_message(q_, r_, IPC_NOWAIT) == 0) return true;
-        if (errno != EAGAIN) return false;
+        if (send_message(q_, r_, IPC_NOWAIT) == 0) return kGoOn;
+        if (errno != EAGAIN) return fail("msgsnd");
+    }
+    size_t waiting = n;  // chat replies' data: others are few, one per sender
+    for (const Message& m : outbox_) waiting += m.hdr.len;
+    if (n > 0 && waiting > kKeptMax) {
+        complain("replies to sender %d wait for room beyond %zu MiB: it does not read them",
+                 int(c.pid), kKeptMax >> 20);
+        return 1;
     }
     outbox_.push_back(r_);
-    return true;
+    return kGoOn;
 }
 
 // Sends what the outbox holds. With block, waits for room for the first
@@ -615,9 +648,11 @@ int Receiver::sweep(const msqid_ds& ds) {
         if (n < 0) return fail("msgrcv");
         long pid = r_.mtype - kReplyBase;
         const Client* c = pid > 0 && pid <= INT_MAX ? find(pid_t(pid)) : nullptr;
-        if (r_.mtype == kRequestType)
+        if (r_.mtype == kRequestType) {
             deferred_.push_back(
                 Held{r_.hdr.pid, std::string(reinterpret_cast<const char*>(&r_.hdr), size_t(n))});
+            held_ += size_t(n);
+        }
         else if (c != nullptr && c->state != Client::kDone)
             kept.push_back(r_);
         else
@@ -664,10 +699,12 @@ int main(int argc, char** argv) {
     {
         Queue queue = create_queue(opt);
         if (queue) {
+            g_queue_to_remove = queue.id();  // even by a crash
             note("queue 0x%08x (id %d) ready; waiting for %u sender%s", unsigned(opt.key),
                  queue.id(), opt.senders, opt.senders == 1 ? "" : "s");
             status = Receiver(queue.id(), opt).run();
             if (!queue.remove()) status = 1;
+            g_queue_to_remove = -1;
         }
     }
     if (!close_stdout()) status = 1;

@@ -11,6 +11,7 @@
 
 #include <getopt.h>
 
+#include <cctype>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -99,6 +100,10 @@ private:
     int await(uint16_t kind, uint32_t want);
     int await_ack(uint32_t seq);
     int judge(ssize_t n, uint16_t kind, uint32_t want);
+    struct Reason {
+        char text[128];
+    };
+    Reason reason() const;
     void ping();
     int drain_replies();
     int on_tick();
@@ -374,7 +379,7 @@ int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
     if (peer_ == 0) {  // the answer to our HELLO, from a receiver not known yet
         if (kind == kWelcome && h.seq == 0 && h.kind == kWelcome) return kGot;
         if (kind == kWelcome && h.seq == 0 && h.kind == kRefuse) {
-            complain("the receiver refused: it serves no more senders");
+            complain("the receiver refused: %s", reason().text);
             return 1;
         }
     } else if (h.pid != peer_) {
@@ -382,8 +387,7 @@ int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
                  kind_name(h.kind), int(h.pid));
         return kGoOn;
     } else if (h.kind == kRefuse) {
-        complain("the receiver refused message %u: a message before it never arrived",
-                 unsigned(h.seq));
+        complain("the receiver refused message %u: %s", unsigned(h.seq), reason().text);
         return on_interrupt();
     } else if (kind != 0 && h.kind == kind && h.seq == want) {
         return kGot;
@@ -396,6 +400,16 @@ int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
     complain("ignoring an unexpected reply %s seq %u from %d", kind_name(h.kind),
              unsigned(h.seq), int(h.pid));
     return kGoOn;
+}
+
+// A REFUSE's reason, as the receiver wrote it, printable characters only.
+Sender::Reason Sender::reason() const {
+    Reason why = {};
+    size_t n = 0;
+    for (uint32_t i = 0; i < r_.hdr.len && n + 1 < sizeof why.text; ++i)
+        why.text[n++] = isprint(static_cast<unsigned char>(r_.data[i])) ? r_.data[i] : '?';
+    if (n == 0) snprintf(why.text, sizeof why.text, "no reason given");
+    return why;
 }
 
 // A PING is a request like any other. If one of ours went missing, the

@@ -418,10 +418,7 @@ t_chat_reply_cannot_fit() {
   head -c 30000 /dev/zero | tr '\0' r >"$T/replies"
   echo >>"$T/replies"
   IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
-  mkfifo "$T/fifo"
-  exec 3<>"$T/fifo"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10
-  wait_until grep -q connected "$T/s.err"
+  session_sender
   stop "$r_pid"
   echo hi >&3
   wait_count 1
@@ -683,6 +680,65 @@ t_more_stop_signals() {
   expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after [0-9]+ messages"
   expect_prefix
+}
+
+# The signals that report a crash, sent by kill, mean "stop" as SIGTERM
+# does: the receiver removes its queue, the sender says LEAVE; each then
+# dies of the signal.
+t_crash_signals_sent_by_kill() {
+  signal_idle_receivers SEGV BUS FPE ILL TRAP ABRT SYS
+  session
+  kill -SEGV "$s_pid"
+  finish s 2
+  finish r 3
+  expect_status s 139
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 0 messages"
+}
+
+# Sender a stalls in the middle of a long line; async sender b sends 12 MB
+# meanwhile, held back in memory so that lines do not mix. At 4 MiB the
+# receiver gives up a's line instead of growing: a is refused and told why,
+# b's data follows a's part-line in the output.
+t_stalled_line_bounded() {
+  mkfifo "$T/fa"
+  exec 5<>"$T/fa"
+  head -c 12000000 /dev/zero | tr '\0' b | fold -w 999 >"$T/b"
+  start r "${RECEIVER[@]}" -k "$KEY" --senders 2
+  IN=$T/fa start a "${SENDER[@]}" -k "$KEY" -w 10
+  head -c 9000 /dev/zero | tr '\0' a >&5  # 8168 bytes go, then the line stalls
+  wait_until test -s "$T/r.out"
+  IN=$T/b start b "${SENDER[@]}" -k "$KEY" -w 10 --async
+  finish b 30
+  finish a 5
+  finish r 5
+  expect_status b 0
+  expect_status a 1
+  expect_grep "$T/a.err" '^sender: the receiver refused message 2: its line stalled while other senders waited$'
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $a_pid stalled in the middle of a line while 4 MiB of other senders' requests waited; refusing the rest$"
+  { head -c 8168 /dev/zero | tr '\0' a; cat "$T/b"; } >"$T/want"
+  expect_same "$T/want" "$T/r.out"
+}
+
+# A chat reply of more than 4 MiB for a sender that does not read it (it is
+# stopped) ends the receiver, instead of growing its memory.
+t_chat_replies_bounded() {
+  head -c 6000000 /dev/zero | tr '\0' r >"$T/replies"
+  echo >>"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  session_sender
+  stop "$r_pid"
+  echo hi >&3
+  wait_count 1
+  stop "$s_pid"  # out of msgrcv: it reads no reply
+  kill -CONT "$r_pid"
+  finish r 5
+  kill -CONT "$s_pid"
+  finish s 3
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: replies to sender $s_pid wait for room beyond 4 MiB: it does not read them$"
+  expect_status s 1
 }
 
 # A file-size limit on the output (the shape of a disk quota) is a write
@@ -969,7 +1025,8 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
   t_false_hello_dropped t_forged_welcome_ignored t_junk_for_a_new_sender
   t_sender_stopped_before_welcome t_repeated_end_ignored
-  t_more_stop_signals t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
+  t_more_stop_signals t_crash_signals_sent_by_kill t_stalled_line_bounded t_chat_replies_bounded
+  t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
   t_swapped_words_found
   t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
   t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin

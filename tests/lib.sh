@@ -64,9 +64,15 @@ finish() {
 # session [SENDER-OPTION]... : a receiver, and a connected sender (with these
 # options) whose input is a pipe: what a test writes to fd 3 is sent.
 session() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  session_sender "$@"
+}
+
+# session_sender [SENDER-OPTION]... : the sender alone, for a receiver r
+# started otherwise.
+session_sender() {
   mkfifo "$T/fifo"
   exec 3<>"$T/fifo"
-  start r "${RECEIVER[@]}" -k "$KEY"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 "$@"
   wait_until grep -q connected "$T/s.err"
 }
