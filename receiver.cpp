@@ -168,16 +168,14 @@ int replace_existing(const Options& o) {
 
 // A message to ourselves, sent and taken back, leaves our pid in msg_lspid
 // and msg_lrpid: another receiver's user_of() sees the queue is in use
-// before any sender has come.
+// before any sender has come. Done again once a second, since any process
+// that sends and receives leaves its own pid there. False with errno.
 bool mark_in_use(int id) {
     struct {
         long mtype;
     } beacon = {reply_type(getpid())};
-    if (msgsnd(id, &beacon, 0, IPC_NOWAIT) == 0 &&
-        msgrcv(id, &beacon, 0, beacon.mtype, IPC_NOWAIT) == 0)
-        return true;
-    syscall_failed("msgsnd");
-    return false;
+    return msgsnd(id, &beacon, 0, IPC_NOWAIT) == 0 &&
+           msgrcv(id, &beacon, 0, beacon.mtype, IPC_NOWAIT) == 0;
 }
 
 Queue create_queue(const Options& o) {
@@ -188,7 +186,10 @@ Queue create_queue(const Options& o) {
     else if (id < 0)
         syscall_failed("msgget");
     Queue queue(id);
-    if (queue && !mark_in_use(queue.id())) queue.remove();
+    if (queue && !mark_in_use(queue.id())) {
+        syscall_failed("msgsnd");
+        queue.remove();
+    }
     return queue;
 }
 
@@ -566,6 +567,7 @@ int Receiver::on_tick() {
     g_tick = 0;
     if (int st = check_senders(); st != kGoOn) return st;
     drop_false_hellos();
+    (void)mark_in_use(q_);  // a full queue has no room for it: the senders are its users
     msqid_ds ds = {};
     if (msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
     if (!outbox_.empty()) {  // a reply bigger than msg_qbytes would wait forever

@@ -848,6 +848,30 @@ t_force_refuses_live_queue() {
   expect_grep "$T/r.out" '^still here$'
 }
 
+# A process that sends and receives on a live receiver's queue, then exits,
+# leaves its pid as the last user: within a second the receiver marks the
+# queue as its own again, and --force refuses it.
+t_force_refuses_after_a_touch() {
+  session
+  "$HOSTILE" "$KEY" touch
+  wait_until last_user_is "$r_pid"
+  run r2 "${RECEIVER[@]}" -k "$KEY" --force
+  expect_status r2 1
+  expect_grep "$T/r2.err" "is in use by process $r_pid"
+  echo fine | tee "$T/in" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+}
+
+# last_user_is PID: PID is the queue's last sender and receiver.
+last_user_is() {
+  awk -v k=$((KEY)) -v p="$1" '$1 == k && $6 == p && $7 == p { f = 1 } END { exit !f }' \
+    /proc/sysvipc/msg
+}
+
 # --wait waits at least what was asked, wherever in a second it started.
 t_wait_is_at_least_asked() {
   local i t0 t1
@@ -1029,6 +1053,7 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
   t_swapped_words_found
   t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
+  t_force_refuses_after_a_touch
   t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin
   t_inherited_nonblocking_stdout t_zombie_peer
   t_random_faults)

@@ -15,6 +15,7 @@
 //   hostile KEY twice              put the first END request back, and a copy
 //                                  with the next seq
 //   hostile KEY fill [TYPE]        fill the queue with messages nobody reads
+//   hostile KEY touch              send and receive one message: be the last user
 //   hostile KEY squat              create the queue under KEY with mode 0666
 //   hostile KEY handover UID       make UID the owner (the creator stays)
 //   hostile KEY count              print how many messages the queue holds
@@ -127,6 +128,12 @@ int main(int argc, char** argv) {
     Message m;
     ssize_t n = 0;
     if (what == "junk") junk(id);
+    if (what == "touch") {
+        m.mtype = reply_type(getpid());
+        m.hdr = Header{};
+        if (send_message(id, m, IPC_NOWAIT) < 0 || receive_message(id, m, m.mtype, IPC_NOWAIT) < 0)
+            return syscall_failed("msgsnd/msgrcv"), 1;
+    }
     if (what == "forge") forge(id, pid_t(arg(3, 1, INT_MAX)));
     if (what == "hello") put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 42});
     if (what == "forgedata" && argc > 5)
