@@ -114,9 +114,9 @@ static_assert(kTextSize == kMsgMax, "mtext is exactly kMsgMax bytes");
 // checksum over 64-bit words: each message's data, padded with zero bytes
 // to a multiple of 32, is read as words in native byte order; for each word,
 // sum += word, then sum2 += sum, both modulo 2^64. sum2 weighs each word by
-// its distance from the end, so it depends on their order. It finds lost,
-// changed, reordered and forged data; it is no defence against a forger who
-// knows the data (see README.md, "Limits").
+// its distance from the end, so it depends on their order. It finds a lost,
+// repeated or replaced message, a changed byte, words swapped; not a change
+// crafted by someone who read the data (see README.md, "Limits").
 struct Tally {
     uint64_t bytes;     // data bytes
     uint64_t messages;  // kData messages
@@ -401,13 +401,18 @@ inline struct sigaction g_before_crash[kCrashCount];
 inline volatile sig_atomic_t g_queue_to_remove = -1;  // the receiver's queue, once made
 
 extern "C" inline void on_crash(int sig, siginfo_t* si, void*) {
-    if ((si->si_code == SI_USER || si->si_code == SI_QUEUE) && si->si_pid != getpid()) {
-        on_terminate(sig);
+    size_t i = 0;
+    while (kCrashSignals[i] != sig) ++i;
+    bool sent = si->si_code == SI_USER || si->si_code == SI_QUEUE;
+#if defined(SI_TKILL)
+    sent = sent || si->si_code == SI_TKILL;  // tgkill(); abort() uses it too, on itself
+#endif
+    if (sent && si->si_pid != getpid()) {
+        if (g_before_crash[i].sa_handler != SIG_IGN) on_terminate(sig);  // else: stays ignored
         return;
     }
     if (g_queue_to_remove >= 0) msgctl(g_queue_to_remove, IPC_RMID, nullptr);
-    for (size_t i = 0; i < kCrashCount; ++i)
-        if (kCrashSignals[i] == sig) sigaction(sig, &g_before_crash[i], nullptr);
+    sigaction(sig, &g_before_crash[i], nullptr);
 }
 
 // On a stack of its own, so that a stack overflow's SIGSEGV is caught too
@@ -426,8 +431,9 @@ inline void catch_crashes(sigset_t* used) {
         sa.sa_sigaction = on_crash;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
+        // Even an ignored one: abort() and a real fault kill all the same.
         if (sigaction(kCrashSignals[i], nullptr, &g_before_crash[i]) == 0 &&
-            g_before_crash[i].sa_handler != SIG_IGN && sigaction(kCrashSignals[i], &sa, nullptr) == 0)
+            sigaction(kCrashSignals[i], &sa, nullptr) == 0)
             sigaddset(used, kCrashSignals[i]);
     }
 }

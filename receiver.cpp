@@ -196,6 +196,8 @@ Queue create_queue(const Options& o) {
 // What the receiver keeps in memory at most: requests held back while a
 // sender is in mid-line, and replies waiting for room.
 constexpr size_t kKeptMax = size_t(4) << 20;
+constexpr size_t kHeldCost = 64;  // what keeping one costs beyond its bytes
+constexpr size_t kRefusedMax = 1024;  // processes refused and remembered
 
 // A request of another sender, held back while one sender is mid-line.
 struct Held {
@@ -239,6 +241,9 @@ private:
     int on_tick();
     int check_senders();
     void drop_false_hellos();
+    bool welcome_unread(Client& c);
+    void drop(Client& c);
+    bool ours(const Message& m, ssize_t n, const Client& c) const;
     int sweep(const msqid_ds& ds);
     int fail(const char* call);
     int write_failed();
@@ -255,6 +260,7 @@ private:
     int owner_ = -1;              // index of the sender in mid-line, or -1
     bool idle_ = false;           // the last look for a request found none
     bool stdin_ended_ = false;    // chat: no more replies to read
+    std::vector<pid_t> refused_;  // sent a REFUSE to their HELLO
     std::deque<Held> deferred_;   // other senders' requests meanwhile
     size_t held_ = 0;             // their bytes
     std::deque<Message> outbox_;  // replies waiting for room in the queue
@@ -302,7 +308,7 @@ ssize_t Receiver::next_message(int flags) {
     m_.mtype = kRequestType;
     memcpy(&m_.hdr, due->text.data(), due->text.size());
     ssize_t n = ssize_t(due->text.size());
-    held_ -= due->text.size();
+    held_ -= due->text.size() + kHeldCost;
     deferred_.erase(due);
     return n;
 }
@@ -346,7 +352,7 @@ int Receiver::handle(ssize_t n) {
 int Receiver::hold(ssize_t n) {
     const char* text = reinterpret_cast<const char*>(&m_.hdr);
     deferred_.push_back(Held{m_.hdr.pid, std::string(text, size_t(n))});
-    held_ += size_t(n);
+    held_ += size_t(n) + kHeldCost;
     if (held_ < kKeptMax) return kGoOn;
     Client& o = *owner();
     complain("sender %d stalled in the middle of a line while %zu MiB of other senders'"
@@ -358,6 +364,12 @@ int Receiver::hold(ssize_t n) {
 // sender interrupted in msgsnd has used a number it never sent.
 int Receiver::request(Client& c) {
     unsigned kind = m_.hdr.kind;
+    if (!c.read_welcome && welcome_unread(c)) {  // no sender sends before it is welcomed
+        complain("ignoring %s from %d: it did not read its WELCOME (a forged session)",
+                 kind_name(kind), int(c.pid));
+        drop(c);
+        return kGoOn;
+    }
     if (m_.hdr.seq != c.next_seq && !(kind == kLeave && m_.hdr.seq > c.next_seq)) {
         complain("sender %d: message %u never arrived (got %s seq %u); refusing the rest",
                  int(c.pid), unsigned(c.next_seq), kind_name(kind), unsigned(m_.hdr.seq));
@@ -391,12 +403,18 @@ int Receiver::hello() {
     Client c{pid};
     c.token = m_.hdr.token;  // the sender's secret: its replies and requests carry it
     if (clients_.size() == opt_.senders) {
+        // One REFUSE per process: a sender says HELLO once, and HELLOs
+        // repeated in the name of a process that reads nothing must not pile
+        // up replies. Past kRefusedMax of them, no more REFUSEs at all.
+        for (pid_t p : refused_)
+            if (p == pid) return kGoOn;
         complain("refusing sender %d: already served %u", int(pid), opt_.senders);
+        if (refused_.size() == kRefusedMax) return kGoOn;
+        refused_.push_back(pid);
         const char* why = "it serves no more senders";
         return reply(c, kRefuse, 0, why, strlen(why));
     }
     clients_.push_back(c);
-    set_watchdog(true);
     note("sender %d connected", int(pid));
     return reply(clients_.back(), kWelcome, 0, nullptr, 0);
 }
@@ -503,6 +521,7 @@ int Receiver::chat_reply(Client& c) {
             }
             msqid_ds ds;
             if (g_tick && msgctl(q_, IPC_STAT, &ds) < 0) return fail("msgctl(IPC_STAT)");
+            if (g_tick) (void)mark_in_use(q_);  // as on_tick() does
             g_tick = 0;
             continue;
         }
@@ -536,9 +555,9 @@ int Receiver::reply(const Client& c, uint16_t kind, uint16_t flags, const void* 
         if (send_message(q_, r_, IPC_NOWAIT) == 0) return kGoOn;
         if (errno != EAGAIN) return fail("msgsnd");
     }
-    size_t waiting = n;  // chat replies' data: others are few, one per sender
+    size_t waiting = n;  // chat replies' data: others are few, one or two per sender
     for (const Message& m : outbox_) waiting += m.hdr.len;
-    if (n > 0 && waiting > kKeptMax) {
+    if ((n > 0 && waiting > kKeptMax) || outbox_.size() > 4 * opt_.senders + kKeptMax / kMaxData) {
         complain("replies to sender %d wait for room beyond %zu MiB: it does not read them",
                  int(c.pid), kKeptMax >> 20);
         return 1;
@@ -607,30 +626,48 @@ int Receiver::check_senders() {
 // take a sender's place, nor keep the receiver waiting for it to finish. A
 // stopped process (Ctrl-Z) is waited for: it will read it when continued.
 void Receiver::drop_false_hellos() {
-    for (size_t i = 0; i < clients_.size(); ++i) {
+    for (size_t i = clients_.size(); i-- > 0;) {
         Client& c = clients_[i];
         if (c.read_welcome || c.state != Client::kActive || c.next_seq > 1 || ++c.ticks < 2)
             continue;
         char state = process_state(c.pid);
         if (state == 'T' || state == 't') continue;
-        bool unsent = false;  // still in the outbox: not its fault
+        bool unsent = false;  // still in the outbox: not its fault, unless it goes on
         for (const Message& m : outbox_) unsent = unsent || m.mtype == reply_type(c.pid);
         if (unsent) continue;
-        // Before its first request only our WELCOME is addressed to it: anything
-        // else there is junk, taken out on the way.
-        bool welcome = false;
-        for (ssize_t n; !welcome && (n = receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT)) >= 0;)
-            welcome = well_formed(r_, n) && r_.hdr.kind == kWelcome && r_.hdr.pid == me_ &&
-                      r_.hdr.token == c.token;
-        if (!welcome) {
-            c.read_welcome = true;  // it has (or the queue is gone: the caller sees)
-            continue;
+        if (welcome_unread(c)) {
+            complain("ignoring HELLO from %d: it did not read its WELCOME (not a sender)",
+                     int(c.pid));
+            drop(c);
         }
-        complain("ignoring HELLO from %d: it did not read its WELCOME (not a sender)", int(c.pid));
-        clients_.erase(clients_.begin() + ptrdiff_t(i));
-        if (owner_ > int(i)) --owner_;
-        --i;
     }
+}
+
+// Whether the WELCOME of a client that has not been seen to read it is still
+// waiting: in the outbox, or in the queue (taken out then, with any junk in
+// its type: before its first request nothing else is addressed to it).
+bool Receiver::welcome_unread(Client& c) {
+    for (const Message& m : outbox_)
+        if (m.mtype == reply_type(c.pid)) return true;
+    for (ssize_t n; (n = receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT)) >= 0;)
+        if (ours(r_, n, c) && r_.hdr.kind == kWelcome) return true;
+    c.read_welcome = true;  // it has (or the queue is gone: the next call on it says)
+    return false;
+}
+
+// A client that sent no HELLO: it leaves no trace, and counts for nothing.
+void Receiver::drop(Client& c) {
+    for (auto it = outbox_.begin(); it != outbox_.end();)
+        it = it->mtype == reply_type(c.pid) ? outbox_.erase(it) : it + 1;
+    size_t i = size_t(&c - clients_.data());
+    if (owner_ == int(i)) owner_ = -1;
+    if (owner_ > int(i)) --owner_;
+    clients_.erase(clients_.begin() + ptrdiff_t(i));
+}
+
+// A reply of ours to this client, well formed: what the sweep keeps.
+bool Receiver::ours(const Message& m, ssize_t n, const Client& c) const {
+    return well_formed(m, n) && m.hdr.pid == me_ && m.hdr.token == c.token;
 }
 
 // Junk addressed to no sender of ours (a type above 2^31 that nobody
@@ -653,12 +690,12 @@ int Receiver::sweep(const msqid_ds& ds) {
         if (r_.mtype == kRequestType) {
             deferred_.push_back(
                 Held{r_.hdr.pid, std::string(reinterpret_cast<const char*>(&r_.hdr), size_t(n))});
-            held_ += size_t(n);
-        }
-        else if (c != nullptr && c->state != Client::kDone)
+            held_ += size_t(n) + kHeldCost;
+        } else if (c != nullptr && c->state != Client::kDone && ours(r_, n, *c)) {
             kept.push_back(r_);
+        }
         else
-            complain("ignoring a message of type %s: a reply to no sender of ours",
+            complain("ignoring a message of type %s: no reply of ours to a sender",
                      TypeName(r_.mtype).text);
     }
     outbox_.insert(outbox_.begin(), kept.begin(), kept.end());
@@ -702,6 +739,7 @@ int main(int argc, char** argv) {
         Queue queue = create_queue(opt);
         if (queue) {
             g_queue_to_remove = queue.id();  // even by a crash
+            set_watchdog(true);  // marks the queue as in use every second (on_tick)
             note("queue 0x%08x (id %d) ready; waiting for %u sender%s", unsigned(opt.key),
                  queue.id(), opt.senders, opt.senders == 1 ? "" : "s");
             status = Receiver(queue.id(), opt).run();

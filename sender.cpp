@@ -382,10 +382,11 @@ int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
             complain("the receiver refused: %s", reason().text);
             return 1;
         }
-    } else if (h.pid != peer_) {
-        complain("ignoring a reply %s from %d: not from our session's receiver",
-                 kind_name(h.kind), int(h.pid));
-        return kGoOn;
+    } else if (h.pid != peer_) {  // our token, not our receiver: one of them is forged
+        complain("a reply %s from %d carries our session's token, but our receiver is %d:"
+                 " forged by a process that read the queue?", kind_name(h.kind), int(h.pid),
+                 int(peer_));
+        return on_interrupt();
     } else if (h.kind == kRefuse) {
         complain("the receiver refused message %u: %s", unsigned(h.seq), reason().text);
         return on_interrupt();

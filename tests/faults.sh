@@ -561,7 +561,7 @@ t_junk_of_unread_types() {
   expect_same "$T/in" "$T/r.out"
   expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999999: not a request'
   expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
-  expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999998: a reply to no sender of ours'
+  expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999998: no reply of ours to a sender'
 }
 
 # A HELLO forged in the name of a living process that is no sender (pid 1)
@@ -577,6 +577,63 @@ t_false_hello_dropped() {
   expect_status s 0
   expect_status r 0
   expect_grep "$T/r.out" '^real$'
+}
+
+# A whole session forged by a process that may only write to the queue: a
+# HELLO in the name of pid 1 with a token of its choosing, then a DATA. A
+# sender never sends before reading its WELCOME, and this one is unread:
+# nothing is written, the place is free, a real sender is served.
+t_forged_session_ignored() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  "$HOSTILE" "$KEY" session 1 'injected line, sent by nobody
+'
+  wait_until grep -q 'ignoring DATA from 1: it did not read its WELCOME (a forged session)' "$T/r.err"
+  run s "${SENDER[@]}" -k "$KEY" -w 5 'the real message'
+  finish r
+  expect_status s 0
+  expect_status r 0
+  printf 'the real message\n' >"$T/want"
+  expect_same "$T/want" "$T/r.out"
+}
+
+# Junk in a stopped sender's reply type fills the queue: the receiver, idle,
+# takes it out, and keeps only its own replies, not the junk.
+t_junk_for_a_stopped_sender() {
+  session
+  stop "$s_pid"
+  "$HOSTILE" "$KEY" fill $((0x80000000 + s_pid))
+  wait_until grep -q "ignoring a message of type 2^31+$s_pid: no reply of ours" "$T/r.err"
+  kill -CONT "$s_pid"
+  echo on | tee "$T/in" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_same "$T/in" "$T/r.out"
+}
+
+# HELLOs repeated in the name of one process, while the only place is taken
+# and the queue has room for few replies: one REFUSE for that process, not
+# one per HELLO, which would fill the queue and delay every later reply.
+t_hello_flood_bounded() {
+  start r "${RECEIVER[@]}" -k "$KEY" -v
+  session_sender
+  "$HOSTILE" "$KEY" qbytes 600
+  stop "$r_pid"
+  "$HOSTILE" "$KEY" hello 1 20
+  kill -CONT "$r_pid"
+  wait_until grep -q 'got HELLO .*pid 1$' "$T/r.err"
+  wait_until test "$(grep -c 'got HELLO .*pid 1$' "$T/r.err")" -ge 20
+  echo after | tee "$T/in" >&3
+  exec 3>&-
+  finish s
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_same "$T/in" "$T/r.out"
+  [ "$(grep -c 'sent REFUSE' "$T/r.err")" -eq 1 ] || fail "not one REFUSE for 20 HELLOs"
 }
 
 # A WELCOME and a REFUSE forged for a sender before its receiver answers (by
@@ -620,6 +677,27 @@ t_junk_for_a_new_sender() {
   expect_status r 0
   expect_same "$T/in" "$T/r.out"
   expect_no_grep "$T/r.err" 'did not read its WELCOME'
+}
+
+# A process that can read the queue reads a sender's HELLO and answers it
+# first, with its token, from pid 1. The real receiver's replies carry the
+# token too: the sender says that one of them is forged, and ends.
+t_welcome_forged_by_a_reader() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  stop "$r_pid"
+  start s "${SENDER[@]}" -k "$KEY" -w 10 hello
+  wait_count 1  # its HELLO
+  stop "$s_pid"
+  "$HOSTILE" "$KEY" welcome "$s_pid"
+  kill -CONT "$r_pid"
+  wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
+  kill -CONT "$s_pid"
+  finish s 5
+  finish r 5
+  expect_status s 1
+  expect_grep "$T/s.err" "carries our session's token, but our receiver is 1: forged by a process that read the queue\?$"
+  expect_status r 1
 }
 
 # A sender stopped (Ctrl-Z) between its HELLO and its WELCOME lives, and is
@@ -694,6 +772,11 @@ t_crash_signals_sent_by_kill() {
   expect_status s 139
   expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 0 messages"
+  start r2 "${RECEIVER[@]}" -k "$KEY"  # sent with tgkill(), not kill()
+  wait_queue
+  "$HOSTILE" "$KEY" tkill "$r2_pid" "$(signum SEGV)"
+  finish r2 3
+  expect_status r2 139
 }
 
 # Sender a stalls in the middle of a long line; async sender b sends 12 MB
@@ -852,6 +935,14 @@ t_force_refuses_live_queue() {
 # leaves its pid as the last user: within a second the receiver marks the
 # queue as its own again, and --force refuses it.
 t_force_refuses_after_a_touch() {
+  start r0 "${RECEIVER[@]}" -k "$KEY"  # before any sender too
+  wait_queue
+  "$HOSTILE" "$KEY" touch
+  wait_until last_user_is "$r0_pid"
+  run r1 "${RECEIVER[@]}" -k "$KEY" --force
+  expect_status r1 1
+  kill -TERM "$r0_pid"
+  finish r0 3
   session
   "$HOSTILE" "$KEY" touch
   wait_until last_user_is "$r_pid"
@@ -1047,7 +1138,8 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_queue_too_small_for_a_session
   t_queue_shrinks_mid_transfer t_queue_shrinks_async_and_below_minimum
   t_async_stolen_message_no_deadlock t_sync_stolen_request t_sync_stolen_reply t_junk_of_unread_types
-  t_false_hello_dropped t_forged_welcome_ignored t_junk_for_a_new_sender
+  t_false_hello_dropped t_forged_session_ignored t_junk_for_a_stopped_sender t_hello_flood_bounded
+  t_forged_welcome_ignored t_welcome_forged_by_a_reader t_junk_for_a_new_sender
   t_sender_stopped_before_welcome t_repeated_end_ignored
   t_more_stop_signals t_crash_signals_sent_by_kill t_stalled_line_bounded t_chat_replies_bounded
   t_output_file_size_limit t_forged_data_ignored t_tampered_data_found

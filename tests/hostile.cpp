@@ -5,7 +5,12 @@
 //   hostile KEY junk               malformed requests and strangers' messages
 //   hostile KEY forge PID          replies and requests forged for sender PID
 //   hostile KEY forgedata PID SEQ TEXT   a DATA with TEXT in the name of PID
-//   hostile KEY hello PID          a HELLO in the name of PID
+//   hostile KEY hello PID [N]      a HELLO in the name of PID (N of them)
+//   hostile KEY session PID TEXT   a whole forged session's start: HELLO and
+//                                  a DATA with TEXT, in the name of PID
+//   hostile KEY welcome PID        read sender PID's HELLO (and put it back),
+//                                  then answer it first: a WELCOME from pid 1
+//   hostile KEY tkill PID SIG      send SIG to PID with tgkill(), not kill()
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
 //   hostile KEY steal [TYPE]       take the first DATA request (or the first
 //                                  message of TYPE) out of the queue
@@ -21,6 +26,8 @@
 //   hostile KEY count              print how many messages the queue holds
 //   hostile nonblock CMD...        run CMD with its stdin and stdout O_NONBLOCK
 #include "common.h"
+
+#include <sys/syscall.h>
 
 #include <string>
 
@@ -80,8 +87,8 @@ void forge(int id, pid_t pid) {
     put(id, kRequestType, Header{int32_t(pid), kEnd, 0, 778, 0, 0});
 }
 
-void forge_data(int id, pid_t pid, uint32_t seq, const std::string& text) {
-    Header h{int32_t(pid), kData, 0, seq, uint32_t(text.size()), 0};
+void forge_data(int id, pid_t pid, uint32_t seq, const std::string& text, uint64_t token = 0) {
+    Header h{int32_t(pid), kData, 0, seq, uint32_t(text.size()), token};
     std::string m(reinterpret_cast<const char*>(&h), sizeof h);
     put(id, kRequestType, (m + text).data(), m.size() + text.size());
 }
@@ -114,6 +121,11 @@ int exec_nonblocking(char** argv) {
 int main(int argc, char** argv) {
     g_prog = "hostile";
     if (argc > 2 && strcmp(argv[1], "nonblock") == 0) return exec_nonblocking(argv + 2);
+    if (argc > 4 && strcmp(argv[2], "tkill") == 0) {  // no queue needed
+        pid_t pid = pid_t(parse_number(argv[3], Radix::kDecimal, 1, INT_MAX, "PID"));
+        int sig = int(parse_number(argv[4], Radix::kDecimal, 1, 64, "SIG"));
+        return syscall(SYS_tgkill, pid, pid, sig) < 0 ? (syscall_failed("tgkill"), 1) : 0;
+    }
     if (argc < 3)
         usage_error("usage: hostile KEY junk|forge PID|forgedata PID SEQ TEXT|hello PID|qbytes N|"
                     "steal [TYPE]|tamper|swap|twice|fill [TYPE]|squat|handover UID|count");
@@ -135,7 +147,22 @@ int main(int argc, char** argv) {
             return syscall_failed("msgsnd/msgrcv"), 1;
     }
     if (what == "forge") forge(id, pid_t(arg(3, 1, INT_MAX)));
-    if (what == "hello") put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 42});
+    if (what == "hello")
+        for (long long i = argc > 4 ? arg(4, 1, 100000) : 1; i > 0; --i)
+            put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 42});
+    if (what == "session" && argc > 4) {
+        put(id, kRequestType, Header{int32_t(arg(3, 1, INT_MAX)), kHello, 0, 0, 0, 42});
+        forge_data(id, pid_t(arg(3, 1, INT_MAX)), 1, argv[4], 42);
+    }
+    if (what == "welcome") {
+        pid_t pid = pid_t(arg(3, 1, INT_MAX));
+        for (size_t tries = 0; tries < 100; ++tries) {  // its HELLO, put back at the end
+            if (take(id, 0, kHello, m, &n) != 0) return 1;
+            send_message(id, m, IPC_NOWAIT);
+            if (m.hdr.pid == pid) break;
+        }
+        put(id, reply_type(pid), Header{1, kWelcome, 0, 0, 0, m.hdr.token});
+    }
     if (what == "forgedata" && argc > 5)
         forge_data(id, pid_t(arg(3, 1, INT_MAX)), uint32_t(arg(4, 0, UINT32_MAX)), argv[5]);
     if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, kData, m, &n);
