@@ -243,7 +243,7 @@ private:
     void drop_false_hellos();
     bool welcome_unread(Client& c);
     void drop(Client& c);
-    bool ours(const Message& m, ssize_t n, const Client& c) const;
+    bool our_reply(const Message& m, ssize_t n, const Client& c) const;
     int sweep(const msqid_ds& ds);
     int fail(const char* call);
     int write_failed();
@@ -632,7 +632,7 @@ void Receiver::drop_false_hellos() {
             continue;
         char state = process_state(c.pid);
         if (state == 'T' || state == 't') continue;
-        bool unsent = false;  // still in the outbox: not its fault, unless it goes on
+        bool unsent = false;  // still in the outbox: it cannot have read it yet
         for (const Message& m : outbox_) unsent = unsent || m.mtype == reply_type(c.pid);
         if (unsent) continue;
         if (welcome_unread(c)) {
@@ -650,7 +650,7 @@ bool Receiver::welcome_unread(Client& c) {
     for (const Message& m : outbox_)
         if (m.mtype == reply_type(c.pid)) return true;
     for (ssize_t n; (n = receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT)) >= 0;)
-        if (ours(r_, n, c) && r_.hdr.kind == kWelcome) return true;
+        if (our_reply(r_, n, c) && r_.hdr.kind == kWelcome) return true;
     c.read_welcome = true;  // it has (or the queue is gone: the next call on it says)
     return false;
 }
@@ -666,16 +666,16 @@ void Receiver::drop(Client& c) {
 }
 
 // A reply of ours to this client, well formed: what the sweep keeps.
-bool Receiver::ours(const Message& m, ssize_t n, const Client& c) const {
+bool Receiver::our_reply(const Message& m, ssize_t n, const Client& c) const {
     return well_formed(m, n) && m.hdr.pid == me_ && m.hdr.token == c.token;
 }
 
-// Junk addressed to no sender of ours (a type above 2^31 that nobody
-// reads) can fill the queue, and senders then wait for room forever. When
-// we have nothing to read and a sender's next message might not fit, we
-// take every message out: requests that came meanwhile are held to be
-// handled next, replies to our senders go back in the same order (first in
-// the outbox), the rest is dropped. Bounded by the count: junk may keep coming.
+// Junk of a type we do not read (above 2^31: in the replies' range) can
+// fill the queue, and senders then wait for room forever. When we have
+// nothing to read and a sender's next message might not fit, we take every
+// message out: requests that came meanwhile are held to be handled next,
+// our own replies to our senders go back in the same order (first in the
+// outbox), the rest is dropped. Bounded by the count: junk may keep coming.
 int Receiver::sweep(const msqid_ds& ds) {
     size_t biggest = ds.msg_qbytes < kMsgMax ? size_t(ds.msg_qbytes) : kMsgMax;
     size_t room = ds.msg_cbytes < ds.msg_qbytes ? size_t(ds.msg_qbytes - ds.msg_cbytes) : 0;
@@ -691,12 +691,12 @@ int Receiver::sweep(const msqid_ds& ds) {
             deferred_.push_back(
                 Held{r_.hdr.pid, std::string(reinterpret_cast<const char*>(&r_.hdr), size_t(n))});
             held_ += size_t(n) + kHeldCost;
-        } else if (c != nullptr && c->state != Client::kDone && ours(r_, n, *c)) {
+        } else if (c != nullptr && c->state != Client::kDone && our_reply(r_, n, *c)) {
             kept.push_back(r_);
-        }
-        else
+        } else {
             complain("ignoring a message of type %s: no reply of ours to a sender",
                      TypeName(r_.mtype).text);
+        }
     }
     outbox_.insert(outbox_.begin(), kept.begin(), kept.end());
     return kGoOn;
