@@ -296,15 +296,14 @@ int Receiver::run() {
 
 // The next message to handle: a held-back request when it is due, else one
 // from the queue. Requests come first (type 1 is the lowest); then junk of
-// any type below the replies, so that it never fills the queue. Before the
-// first HELLO no reply can be due, and messages of every type are read.
-// Its size, or -1 with errno.
+// any type below the replies, so that it never fills the queue (junk in the
+// replies' range is for sweep()). Its size, or -1 with errno.
 ssize_t Receiver::next_message(int flags) {
     auto due = deferred_.begin();
     if (const Client* o = owner())
         while (due != deferred_.end() && due->pid != o->pid) ++due;
     if (due == deferred_.end())
-        return receive_message(q_, m_, clients_.empty() ? -LONG_MAX : -kLastOtherType, flags);
+        return receive_message(q_, m_, -kLastOtherType, flags);
     m_.mtype = kRequestType;
     memcpy(&m_.hdr, due->text.data(), due->text.size());
     ssize_t n = ssize_t(due->text.size());
@@ -367,8 +366,12 @@ int Receiver::request(Client& c) {
     if (!c.read_welcome && welcome_unread(c)) {  // no sender sends before it is welcomed
         complain("ignoring %s from %d: it did not read its WELCOME (a forged session)",
                  kind_name(kind), int(c.pid));
+        // Told why, in case it is a sender fooled by a WELCOME that a process
+        // reading the queue forged: otherwise it would wait on that one.
+        Client forged = c;
         drop(c);
-        return kGoOn;
+        const char* why = "its WELCOME was not read: a forged session";
+        return reply(forged, kRefuse, 0, why, strlen(why));
     }
     if (m_.hdr.seq != c.next_seq && !(kind == kLeave && m_.hdr.seq > c.next_seq)) {
         complain("sender %d: message %u never arrived (got %s seq %u); refusing the rest",
@@ -649,8 +652,11 @@ void Receiver::drop_false_hellos() {
 bool Receiver::welcome_unread(Client& c) {
     for (const Message& m : outbox_)
         if (m.mtype == reply_type(c.pid)) return true;
-    for (ssize_t n; (n = receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT)) >= 0;)
+    for (ssize_t n; (n = receive_message(q_, r_, reply_type(c.pid), IPC_NOWAIT)) >= 0;) {
         if (our_reply(r_, n, c) && r_.hdr.kind == kWelcome) return true;
+        complain("ignoring a message of type %s: no reply of ours to a sender",
+                 TypeName(r_.mtype).text);
+    }
     c.read_welcome = true;  // it has (or the queue is gone: the next call on it says)
     return false;
 }

@@ -364,9 +364,13 @@ t_hostile_messages() {
   expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
   expect_grep "$T/r.err" "ignoring DATA from $s_pid: not its session's token"
   expect_grep "$T/r.err" "ignoring END from $s_pid: not its session's token"
-  expect_grep "$T/s.err" 'ignoring a reply WELCOME from 1: not of our session'
-  expect_grep "$T/s.err" 'ignoring a reply ACK from 1: not of our session'
-  expect_grep "$T/s.err" 'ignoring a malformed reply \(2 bytes\)'
+  # Forged replies: the sender ignores them, or the receiver takes them out
+  # first (it looks for its unread WELCOME there at the first request).
+  local junk="^receiver: ignoring a message of type 2\^31\+$s_pid: no reply of ours"
+  [ "$(grep -c 'ignoring a reply .* not of our session\|ignoring a malformed reply' "$T/s.err")" \
+    -ge 1 ] || grep -q "$junk" "$T/r.err" || fail "forged replies went unreported"
+  [ "$(grep -c 'ignoring a reply .* not of our session\|ignoring a malformed reply' "$T/s.err")" \
+    -ge 5 ] || grep -q "$junk" "$T/r.err" || fail "not every forged reply was reported"
   expect_no_grep "$T/r.err" 'died|Identifier removed'
 }
 
@@ -559,7 +563,7 @@ t_junk_of_unread_types() {
   expect_status s 0
   expect_status r 0
   expect_same "$T/in" "$T/r.out"
-  expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999999: not a request'
+  expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999999: no reply of ours to a sender'
   expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
   expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999998: no reply of ours to a sender'
 }
@@ -694,10 +698,13 @@ t_welcome_forged_by_a_reader() {
   wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
   kill -CONT "$s_pid"
   finish s 5
-  finish r 5
   expect_status s 1
   expect_grep "$T/s.err" "carries our session's token, but our receiver is 1: forged by a process that read the queue\?$"
-  expect_status r 1
+  # The receiver may have taken the fooled sender for a forgery, and waits
+  # for a real one: then Ctrl-C ends it as usual.
+  if kill -0 "$r_pid" 2>/dev/null; then kill -INT "$r_pid"; fi
+  finish r 3
+  [ "$r_rc" = 1 ] || [ "$r_rc" = 130 ] || fail "receiver exited $r_rc"
 }
 
 # A sender stopped (Ctrl-Z) between its HELLO and its WELCOME lives, and is
