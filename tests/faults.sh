@@ -414,19 +414,25 @@ t_chat_receiver_interrupted() {
   expect_grep "$T/s.err" "^sender: msg(rcv|ctl\(IPC_STAT\)): Identifier removed \(queue $KEY\); 0 messages"
 }
 
-# A long chat reply waits in the receiver's outbox (its sender is stopped,
-# the queue full) when msg_qbytes is lowered below its pieces: that reply
-# can never be sent, and the receiver says so instead of waiting forever.
-t_chat_reply_cannot_fit() {
-  head -c 30000 /dev/zero | tr '\0' r >"$T/replies"
+# unread_chat_reply BYTES: a chatting receiver answers "hi" with a line of
+# BYTES bytes, for a sender that is stopped: it reads none of the pieces.
+unread_chat_reply() {
+  head -c "$1" /dev/zero | tr '\0' r >"$T/replies"
   echo >>"$T/replies"
   IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
   session_sender
   stop "$r_pid"
   echo hi >&3
   wait_count 1
-  stop "$s_pid"  # out of msgrcv: the reply's pieces fill the queue
+  stop "$s_pid"  # out of msgrcv: the reply's pieces stay in the queue
   kill -CONT "$r_pid"
+}
+
+# A long chat reply waits in the receiver's outbox (its sender is stopped,
+# the queue full) when msg_qbytes is lowered below its pieces: that reply
+# can never be sent, and the receiver says so instead of waiting forever.
+t_chat_reply_cannot_fit() {
+  unread_chat_reply 30000
   wait_count 2
   blocked_in "$r_pid" msgsnd
   "$HOSTILE" "$KEY" qbytes 1000
@@ -813,15 +819,7 @@ t_stalled_line_bounded() {
 # A chat reply of more than 4 MiB for a sender that does not read it (it is
 # stopped) ends the receiver, instead of growing its memory.
 t_chat_replies_bounded() {
-  head -c 6000000 /dev/zero | tr '\0' r >"$T/replies"
-  echo >>"$T/replies"
-  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
-  session_sender
-  stop "$r_pid"
-  echo hi >&3
-  wait_count 1
-  stop "$s_pid"  # out of msgrcv: it reads no reply
-  kill -CONT "$r_pid"
+  unread_chat_reply 6000000
   finish r 5
   kill -CONT "$s_pid"
   finish s 3
