@@ -2,7 +2,12 @@
 // queue, nothing else. No protocol, no stdin, no stdout, no checks beyond
 // the calls' results.
 //
-//   raw pingpong N SIZE   N round trips: SIZE bytes out as type 1, back as type 2
+//   raw pingpong N SIZE [PATH]
+//                         N round trips: SIZE bytes out as type 1, back as
+//                         type 2. With PATH, each message's bytes are taken
+//                         from the file, read() 64 KiB at a time as the
+//                         sender reads its input: the floor for a program
+//                         that answers lines it reads.
 //   raw stream N SIZE     N messages of SIZE bytes one way, then one ack back
 //   raw file SIZE PATH    PATH read() straight into messages of up to SIZE
 //                         bytes, sent one way; an empty message ends it, one
@@ -14,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,8 +31,12 @@ struct Buf {
     char text[65536];
 };
 
+int queue = -1;
+
+// Removing the queue also ends the other process, blocked on it (EIDRM).
 [[noreturn]] void die(const char* what) {
     perror(what);
+    if (queue >= 0) msgctl(queue, IPC_RMID, nullptr);
     _exit(1);
 }
 
@@ -53,6 +63,28 @@ void child(int q, bool pingpong, long n, size_t size, Buf& b) {
     _exit(0);
 }
 
+// The next SIZE bytes of the input, read 64 KiB at a time, into b.
+void next_bytes(int fd, size_t size, Buf& b) {
+    static char in[65536];
+    static size_t have, at;
+    if (have - at < size) {
+        memmove(in, in + at, have - at);
+        have -= at;
+        at = 0;
+        while (have < size) {
+            ssize_t r = read(fd, in + have, sizeof in - have);
+            if (r < 0) die("raw: read");
+            if (r == 0) {
+                errno = ENODATA;
+                die("raw: file shorter than N * SIZE");
+            }
+            have += size_t(r);
+        }
+    }
+    memcpy(b.text, in + at, size);
+    at += size;
+}
+
 // The parent's side of `file`: messages as read, then an empty one.
 void send_file(int q, int fd, size_t size, Buf& b) {
     for (;;) {
@@ -66,10 +98,11 @@ void send_file(int q, int fd, size_t size, Buf& b) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const char* mode = argc == 4 ? argv[1] : "";
+    const char* mode = argc >= 4 ? argv[1] : "";
     bool pingpong = strcmp(mode, "pingpong") == 0, file = strcmp(mode, "file") == 0;
-    if (!pingpong && !file && strcmp(mode, "stream") != 0) {
-        fprintf(stderr, "usage: raw pingpong|stream N SIZE, or raw file SIZE PATH\n");
+    const char* path = file ? argv[3] : pingpong && argc == 5 ? argv[4] : nullptr;
+    if ((!pingpong && !file && strcmp(mode, "stream") != 0) || argc > 4 + pingpong) {
+        fprintf(stderr, "usage: raw pingpong N SIZE [PATH], raw stream N SIZE, raw file SIZE PATH\n");
         return 2;
     }
     long n = file ? -1 : strtol(argv[2], nullptr, 10);
@@ -79,9 +112,9 @@ int main(int argc, char** argv) {
         fprintf(stderr, "raw: bad N or SIZE\n");
         return 2;
     }
-    int fd = file ? open(argv[3], O_RDONLY) : -1;
-    if (file && fd < 0) die("raw: open");
-    int q = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    int fd = path ? open(path, O_RDONLY) : -1;
+    if (path && fd < 0) die("raw: open");
+    int q = queue = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
     if (q < 0) die("raw: msgget");
     memset(b.text, 'x', size);
     pid_t pid = fork();
@@ -89,6 +122,7 @@ int main(int argc, char** argv) {
     if (pid == 0) child(q, pingpong, n, size, b);
     if (file) send_file(q, fd, size, b);
     for (long i = 0; i < n; ++i) {
+        if (path) next_bytes(fd, size, b);
         put(q, b, 1, size);
         if (pingpong) get(q, b, 2);
     }
