@@ -384,10 +384,14 @@ int Receiver::request(Client& c) {
     case kEnd: return end(c);
     case kPing: return reply(c, kAck, 0, nullptr, 0);
     case kBye:
-        if (c.state == Client::kClosing)
-            finish(c, c.intact, nullptr);  // end() has said if it was not intact
-        else
+        if (c.state != Client::kClosing) {
             finish(c, false, "said BYE before END");
+        } else {
+            if (c.intact)  // end() has said if it was not
+                note("sender %d finished: %s in %s", int(c.pid),
+                     Count(c.tally.bytes, "byte").text, Count(c.tally.messages, "message").text);
+            finish(c, c.intact, nullptr);
+        }
         return kGoOn;
     default: finish(c, false, "was interrupted"); return kGoOn;  // kLeave
     }
@@ -451,18 +455,15 @@ int Receiver::end(Client& c) {
     Tally sent = {};
     if (m_.hdr.len == sizeof sent) memcpy(&sent, m_.data, sizeof sent);
     c.intact = m_.hdr.len == sizeof sent && sent == c.tally;
-    const Tally& got = c.tally;
-    if (c.intact)
-        note("sender %d finished: %s in %s", int(c.pid), Count(got.bytes, "byte").text,
-             Count(got.messages, "message").text);
-    else if (m_.hdr.len != sizeof sent)
+    const Tally& got = c.tally;  // an intact one is reported at the BYE
+    if (m_.hdr.len != sizeof sent)
         complain("sender %d: its END carries no tally (%u bytes)", int(c.pid),
                  unsigned(m_.hdr.len));
     else if (sent.bytes != got.bytes || sent.messages != got.messages)
         complain("sender %d sent %s in %s, but %s in %s were written", int(c.pid),
                  Count(sent.bytes, "byte").text, Count(sent.messages, "message").text,
                  Count(got.bytes, "byte").text, Count(got.messages, "message").text);
-    else
+    else if (!c.intact)
         complain("sender %d sent %s in %s, as many as were written, but not the same bytes"
                  " (the checksums differ)", int(c.pid), Count(sent.bytes, "byte").text,
                  Count(sent.messages, "message").text);
@@ -618,9 +619,9 @@ int Receiver::check_senders() {
     if (!dead()) return kGoOn;
     for (ssize_t n; !g_signal && (n = next_message(IPC_NOWAIT)) >= 0;)
         if (int st = handle(n); st != kGoOn) return st;
-    for (Client& c : clients_)
+    for (Client& c : clients_)  // after its END: killed, or its BYE taken
         if (c.state != Client::kDone && !alive(c.pid) && !holding(c.pid))
-            finish(c, false, "died");
+            finish(c, false, c.state == Client::kClosing ? "ended without a BYE" : "died");
     return kGoOn;
 }
 

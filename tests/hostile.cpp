@@ -14,6 +14,7 @@
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
 //   hostile KEY steal [TYPE]       take the first DATA request (or the first
 //                                  message of TYPE) out of the queue
+//   hostile KEY await             wait for the next request and take it
 //   hostile KEY tamper             change a byte of the first DATA request,
 //                                  header and token untouched
 //   hostile KEY swap               swap its first two 8-byte words instead
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
     }
     if (argc < 3)
         usage_error("usage: hostile KEY junk|forge PID|forgedata PID SEQ TEXT|hello PID|qbytes N|"
-                    "steal [TYPE]|tamper|swap|twice|fill [TYPE]|squat|handover UID|count");
+                    "steal [TYPE]|await|tamper|swap|twice|fill [TYPE]|squat|handover UID|count");
     g_key = key_t(parse_number(argv[1], Radix::kAny, 1, 0xFFFFFFFFLL, "KEY"));
     std::string what = argv[2];
     auto arg = [&](int i, long long lo, long long hi) {
@@ -166,6 +167,8 @@ int main(int argc, char** argv) {
     if (what == "forgedata" && argc > 5)
         forge_data(id, pid_t(arg(3, 1, INT_MAX)), uint32_t(arg(4, 0, UINT32_MAX)), argv[5]);
     if (what == "steal") return take(id, argc > 3 ? long(arg(3, 1, LONG_MAX)) : 0, kData, m, &n);
+    if (what == "await")
+        return receive_message(id, m, kRequestType, 0) < 0 ? (syscall_failed("msgrcv"), 1) : 0;
     if (what == "twice") {
         if (take(id, 0, kEnd, m, &n) != 0) return 1;
         for (int i = 0; i < 2; ++i, ++m.hdr.seq)
