@@ -330,16 +330,16 @@ int Sender::send(uint16_t kind, uint16_t flags, size_t n) {
     }
 }
 
-// Waits for the reply of this kind to request `want`. While a living
-// receiver stays silent, a PING after 2, 4, 8... seconds asks whether a
-// message went missing (see ping()).
+// Waits for the reply of this kind to request `want`. While the receiver
+// stays silent, a PING after 2, 4, 8... seconds asks whether a message went
+// missing (see ping()), our WELCOME too.
 int Sender::await(uint16_t kind, uint32_t want) {
     for (unsigned ticks = 0;;) {
         if (g_signal) return on_interrupt();
         if (g_tick) {
             if (int st = on_tick(); st != kGoOn) return st;
             ++ticks;
-            if (peer_ != 0 && ticks >= 2 && (ticks & (ticks - 1)) == 0) ping();
+            if (ticks >= 2 && (ticks & (ticks - 1)) == 0) ping();  // after 2, 4, 8... s
         }
         ssize_t n = receive_message(q_, r_, reply_type(me_), 0);
         if (n < 0 && errno != EINTR) return fail("msgrcv");
@@ -381,6 +381,12 @@ int Sender::judge(ssize_t n, uint16_t kind, uint32_t want) {
         if (kind == kWelcome && h.seq == 0 && h.kind == kRefuse) {
             complain("the receiver refused: %s", reason().text);
             return 1;
+        }
+        if (kind == kWelcome && h.kind == kAck && h.seq != 0 && h.seq <= pinged_) {
+            complain("the receiver's WELCOME never came, but its answer to a later PING did"
+                     " (taken out of the queue by another process?)");
+            peer_ = h.pid;  // so that it hears we go
+            return on_interrupt();
         }
     } else if (h.pid != peer_) {  // our token, not our receiver: one of them is forged
         complain("a reply %s from %d carries our session's token, but our receiver is %d:"
