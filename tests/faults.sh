@@ -733,9 +733,9 @@ t_sender_stopped_before_welcome() {
 }
 
 # A second END, with the next seq, from a process that read the token: it
-# is ignored (one TALLY, one "finished"). It took the number of the
-# sender's BYE, which then shows a gap: the receiver exits 1, the sender,
-# whose data arrived intact, 0.
+# is ignored (one TALLY, and no "finished": the sender did not finish). It took
+# the number of the sender's BYE, which then shows a gap: the receiver exits 1,
+# the sender, whose data arrived intact, 0.
 t_repeated_end_ignored() {
   session --async
   stop "$r_pid"
@@ -750,7 +750,8 @@ t_repeated_end_ignored() {
   expect_status r 1
   expect_same "$T/in" "$T/r.out"
   expect_grep "$T/r.err" "^receiver: ignoring END from $s_pid after its END$"
-  [ "$(grep -c 'finished:' "$T/r.err")" -eq 1 ] || fail "'finished' said more than once"
+  expect_grep "$T/r.err" "^receiver: sender $s_pid: message 4 never arrived \(got BYE seq 3\)"
+  expect_no_grep "$T/r.err" finished  # its BYE came out of turn
 }
 
 # Every signal that stops a program by default, not only INT, TERM and HUP:
@@ -895,7 +896,80 @@ t_sender_killed_before_tally() {
   kill -CONT "$r_pid"
   finish r 3
   expect_status r 1
-  expect_grep "$T/r.err" "^receiver: sender $s_pid died after 1 message \(4 bytes\)$"
+  expect_grep "$T/r.err" "^receiver: sender $s_pid ended without a BYE after 1 message \(4 bytes\)$"
+  expect_no_grep "$T/r.err" finished
+  expect_same "$T/in" "$T/r.out"
+}
+
+# SIGPIPE from another process changes nothing: both ignore it, and learn
+# of a reader gone from write's EPIPE.
+t_sigpipe_ignored() {
+  session
+  echo one | tee "$T/in" >&3
+  wait_until grep -qx one "$T/r.out"
+  kill -PIPE "$r_pid" "$s_pid"
+  echo two | tee -a "$T/in" >&3
+  wait_until grep -qx two "$T/r.out"
+  exec 3>&-
+  finish s
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+}
+
+# A reader that takes the sender's WELCOME: the sender's PING finds out within
+# seconds, not after --wait, and both end.
+t_stolen_welcome() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  stop "$r_pid"
+  mkfifo "$T/fifo"
+  exec 3<>"$T/fifo"
+  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 60
+  wait_count 1                  # its HELLO
+  blocked_in "$s_pid" msgrcv    # for its WELCOME
+  stop "$s_pid"
+  kill -CONT "$r_pid"
+  wait_until grep -q connected "$T/r.err"
+  wait_count 1
+  "$HOSTILE" "$KEY" steal $((0x80000000 + s_pid))
+  kill -CONT "$s_pid"
+  finish s 6
+  finish r 3
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: the receiver's WELCOME never came, but its answer to a later PING did"
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 0 messages"
+}
+
+# A reader that takes the sender's BYE: the sender has its TALLY, and all it
+# sent was written, so it exits 0. The receiver never hears it finish: it
+# says so once, without first calling it finished, and exits 1.
+t_stolen_bye() {
+  start r "${RECEIVER[@]}" -v -k "$KEY"
+  session_sender
+  echo one | tee "$T/in" >&3
+  wait_until grep -qx one "$T/r.out"
+  stop "$r_pid"
+  exec 3>&-
+  wait_count 1                  # the END, for the stopped receiver
+  blocked_in "$s_pid" msgrcv    # the sender waits for its TALLY
+  stop "$s_pid"
+  kill -CONT "$r_pid"
+  wait_until grep -q 'sent TALLY' "$T/r.err"
+  wait_count 1                  # the TALLY, for the stopped sender
+  stop "$r_pid"                 # out of msgrcv: the thief waits first
+  helper "$HOSTILE" "$KEY" await
+  blocked_in "$!" msgrcv
+  kill -CONT "$r_pid"
+  kill -CONT "$s_pid"
+  finish s 3
+  finish r 3
+  expect_status s 0
+  expect_grep "$T/s.err" '^sender: done: 4 bytes in 1 message delivered$'
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $s_pid ended without a BYE after 1 message \(4 bytes\)$"
+  expect_no_grep "$T/r.err" finished
   expect_same "$T/in" "$T/r.out"
 }
 
@@ -1148,7 +1222,8 @@ TESTS+=(t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_
   t_more_stop_signals t_crash_signals_sent_by_kill t_stalled_line_bounded t_chat_replies_bounded
   t_output_file_size_limit t_forged_data_ignored t_tampered_data_found
   t_swapped_words_found
-  t_sender_killed_before_tally t_stdout_closed_nothing_to_write t_force_refuses_live_queue
+  t_sender_killed_before_tally t_sigpipe_ignored t_stolen_welcome t_stolen_bye
+  t_stdout_closed_nothing_to_write t_force_refuses_live_queue
   t_force_refuses_after_a_touch
   t_wait_is_at_least_asked t_inherited_blocked_alarm t_inherited_nonblocking_stdin
   t_inherited_nonblocking_stdout t_zombie_peer
