@@ -350,11 +350,7 @@ t_hostile_messages() {
   "$HOSTILE" "$KEY" forge "$s_pid"
   printf 'real one\nreal two\n' | tee "$T/in" >&3
   exec 3>&-
-  finish s
-  finish r
-  expect_status s 0
-  expect_status r 0
-  expect_same "$T/in" "$T/r.out"
+  finish_intact
   expect_grep "$T/r.err" 'ignoring a malformed message \(3 bytes\)'
   expect_grep "$T/r.err" 'ignoring a malformed message \(0 bytes\)'
   [ -z "$old_max" ] || expect_grep "$T/r.err" 'ignoring a malformed message \(8192 bytes\)'
@@ -563,11 +559,7 @@ t_junk_of_unread_types() {
   "$HOSTILE" "$KEY" fill $((0x80000000 + 999998))
   echo 'through the junk' | tee "$T/in" >&3
   exec 3>&-
-  finish s
-  finish r
-  expect_status s 0
-  expect_status r 0
-  expect_same "$T/in" "$T/r.out"
+  finish_intact
   expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999999: no reply of ours to a sender'
   expect_grep "$T/r.err" 'ignoring a message of type 42: not a request'
   expect_grep "$T/r.err" 'ignoring a message of type 2\^31\+999998: no reply of ours to a sender'
@@ -616,11 +608,7 @@ t_junk_for_a_stopped_sender() {
   kill -CONT "$s_pid"
   echo on | tee "$T/in" >&3
   exec 3>&-
-  finish s
-  finish r
-  expect_status s 0
-  expect_status r 0
-  expect_same "$T/in" "$T/r.out"
+  finish_intact
 }
 
 # HELLOs repeated in the name of one process, while the only place is taken
@@ -637,11 +625,7 @@ t_hello_flood_bounded() {
   wait_until test "$(grep -c 'got HELLO .*pid 1$' "$T/r.err")" -ge 20
   echo after | tee "$T/in" >&3
   exec 3>&-
-  finish s
-  finish r
-  expect_status s 0
-  expect_status r 0
-  expect_same "$T/in" "$T/r.out"
+  finish_intact
   [ "$(grep -c 'sent REFUSE' "$T/r.err")" -eq 1 ] || fail "not one REFUSE for 20 HELLOs"
 }
 
@@ -680,11 +664,7 @@ t_junk_for_a_new_sender() {
   done
   echo late | tee "$T/in" >&3
   exec 3>&-
-  finish s
-  finish r
-  expect_status s 0
-  expect_status r 0
-  expect_same "$T/in" "$T/r.out"
+  finish_intact
   expect_no_grep "$T/r.err" 'did not read its WELCOME'
 }
 

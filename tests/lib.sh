@@ -111,6 +111,16 @@ expect_empty() {
   [ ! -s "$1" ] || fail "$1 is not empty: $(head -c 300 "$1")"
 }
 
+# finish_intact : sender s and receiver r end, both 0, and the receiver
+# wrote exactly $T/in.
+finish_intact() {
+  finish s
+  finish r
+  expect_status s 0
+  expect_status r 0
+  expect_same "$T/in" "$T/r.out"
+}
+
 # Both sides of a normal run: no error, no removed queue seen, no leak.
 expect_clean_run() {
   local name
