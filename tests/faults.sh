@@ -930,6 +930,7 @@ t_stolen_bye() {
   session_sender
   echo one | tee "$T/in" >&3
   wait_until grep -qx one "$T/r.out"
+  blocked_in "$r_pid" msgrcv    # its ACK sent: else the sender would PING
   stop "$r_pid"
   exec 3>&-
   wait_count 1                  # the END, for the stopped receiver
