@@ -629,16 +629,24 @@ t_hello_flood_bounded() {
   [ "$(grep -c 'sent REFUSE' "$T/r.err")" -eq 1 ] || fail "not one REFUSE for 20 HELLOs"
 }
 
+# [IN=FILE] hello_waiting SENDER-ARGS...: a receiver and a new sender, both
+# stopped, the sender's HELLO unread in the queue and the sender out of its
+# msgrcv for the WELCOME (so that a WELCOME will wait in the queue for it).
+hello_waiting() {
+  IN=/dev/null start r "${RECEIVER[@]}" -k "$KEY"  # IN is the sender's
+  wait_queue
+  stop "$r_pid"
+  start s "${SENDER[@]}" -k "$KEY" "$@"
+  wait_count 1                  # its HELLO
+  blocked_in "$s_pid" msgrcv    # for its WELCOME
+  stop "$s_pid"
+}
+
 # A WELCOME and a REFUSE forged for a sender before its receiver answers (by
 # a process that may write to the queue, from pid 1, always alive): without
 # the token the sender chose, they are not of its session; the real WELCOME is.
 t_forged_welcome_ignored() {
-  start r "${RECEIVER[@]}" -k "$KEY"
-  wait_queue
-  stop "$r_pid"
-  start s "${SENDER[@]}" -k "$KEY" -w 10 hello
-  wait_count 1  # its HELLO
-  stop "$s_pid"
+  hello_waiting -w 10 hello
   "$HOSTILE" "$KEY" forge "$s_pid"
   kill -CONT "$r_pid"
   wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
@@ -672,12 +680,7 @@ t_junk_for_a_new_sender() {
 # first, with its token, from pid 1. The real receiver's replies carry the
 # token too: the sender says that one of them is forged, and ends.
 t_welcome_forged_by_a_reader() {
-  start r "${RECEIVER[@]}" -k "$KEY"
-  wait_queue
-  stop "$r_pid"
-  start s "${SENDER[@]}" -k "$KEY" -w 10 hello
-  wait_count 1  # its HELLO
-  stop "$s_pid"
+  hello_waiting -w 10 hello
   "$HOSTILE" "$KEY" welcome "$s_pid"
   kill -CONT "$r_pid"
   wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
@@ -696,12 +699,7 @@ t_welcome_forged_by_a_reader() {
 # waited for, not taken for a forged HELLO: continued seconds later, it is
 # served.
 t_sender_stopped_before_welcome() {
-  start r "${RECEIVER[@]}" -k "$KEY"
-  wait_queue
-  stop "$r_pid"
-  start s "${SENDER[@]}" -k "$KEY" -w 20 hello
-  wait_count 1  # its HELLO
-  stop "$s_pid"  # out of msgrcv: the WELCOME will wait in the queue
+  hello_waiting -w 20 hello
   kill -CONT "$r_pid"
   wait_until grep -q 'sender [0-9]* connected' "$T/r.err"
   sleep 3  # past the two ticks after which an unread WELCOME means a forgery
@@ -900,15 +898,9 @@ t_sigpipe_ignored() {
 # A reader that takes the sender's WELCOME: the sender's PING finds out within
 # seconds, not after --wait, and both end.
 t_stolen_welcome() {
-  start r "${RECEIVER[@]}" -k "$KEY"
-  wait_queue
-  stop "$r_pid"
   mkfifo "$T/fifo"
   exec 3<>"$T/fifo"
-  IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 60
-  wait_count 1                  # its HELLO
-  blocked_in "$s_pid" msgrcv    # for its WELCOME
-  stop "$s_pid"
+  IN=$T/fifo hello_waiting -w 60
   kill -CONT "$r_pid"
   wait_until grep -q connected "$T/r.err"
   wait_count 1
