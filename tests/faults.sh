@@ -525,6 +525,18 @@ t_sync_stolen_request() {
   expect_grep "$T/r.err" "^receiver: sender $s_pid: message 1 never arrived \(got PING seq 2\)"
 }
 
+# steal_reply: another process takes the reply waiting for the stopped
+# sender; continued, the sender finds out by its PING and both end with 1.
+steal_reply() {
+  wait_count 1
+  "$HOSTILE" "$KEY" steal $((0x80000000 + s_pid))
+  kill -CONT "$s_pid"
+  finish s 6
+  finish r 3
+  expect_status s 1
+  expect_status r 1
+}
+
 t_sync_stolen_reply() {
   session
   stop "$r_pid"
@@ -533,14 +545,8 @@ t_sync_stolen_reply() {
   stop "$s_pid"  # out of msgrcv: the ACK will wait in the queue
   kill -CONT "$r_pid"
   wait_until grep -qx one "$T/r.out"
-  wait_count 1
-  "$HOSTILE" "$KEY" steal $((0x80000000 + s_pid))
-  kill -CONT "$s_pid"
-  finish s 6
-  finish r 3
-  expect_status s 1
+  steal_reply
   expect_grep "$T/s.err" '^sender: the receiver.s reply to message 1 never came, but its answer to a later PING did'
-  expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(4 bytes\)$"
 }
 
@@ -903,14 +909,8 @@ t_stolen_welcome() {
   IN=$T/fifo hello_waiting -w 60
   kill -CONT "$r_pid"
   wait_until grep -q connected "$T/r.err"
-  wait_count 1
-  "$HOSTILE" "$KEY" steal $((0x80000000 + s_pid))
-  kill -CONT "$s_pid"
-  finish s 6
-  finish r 3
-  expect_status s 1
+  steal_reply
   expect_grep "$T/s.err" "^sender: the receiver's WELCOME never came, but its answer to a later PING did"
-  expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 0 messages"
 }
 
