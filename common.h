@@ -1,11 +1,6 @@
-// common.h - the msgq-pair protocol and the helpers sender and receiver share.
-//
-// Everything both programs must agree on lives here and only here: the
-// default key, the message layout, the message types and kinds, the
-// checksum, and the small pieces of plumbing (error reporting, signals, the
-// watchdog timer, number parsing, buffered input and output) that both of
-// them use. README.md, section "The protocol", describes the same thing in
-// prose.
+// common.h - the msgq-pair protocol (key, message types, kinds, the message
+// struct), then the few helpers that sender.cpp and receiver.cpp share.
+// README.md, "The protocol", says the same in prose.
 #pragma once
 
 #include <fcntl.h>
@@ -13,7 +8,7 @@
 #include <poll.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
-#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -22,7 +17,6 @@
 #endif
 
 #include <cerrno>
-#include <climits>
 #include <csignal>
 #include <cstdarg>
 #include <cstddef>
@@ -31,605 +25,91 @@
 #include <cstdlib>
 #include <cstring>
 
-inline constexpr const char* kVersion = "2.0.0";
+inline constexpr const char* kVersion = "3.0.0";
+inline constexpr uint32_t kProtocol = 3;  // sent in HELLO: another is refused
 
 // ---- The key ------------------------------------------------------------
-// The default key is a fixed base plus the real uid, so that two students
-// on one lab server never meet in the same queue.
-inline constexpr key_t kKeyBase = 0x32600000;
-inline key_t default_key() { return kKeyBase + key_t(getuid() & 0xFFFFF); }
+// A fixed base plus the real uid, modulo 2^32: each uid gets a key of its
+// own. The one uid whose sum is 0 (IPC_PRIVATE, "always a new queue") gets
+// the key of uid 2^32 - 1, which is no uid ((uid_t)-1 means "none").
+inline constexpr uint32_t kKeyBase = 0x32600000;
+inline key_t default_key() {
+    uint32_t key = kKeyBase + uint32_t(getuid());
+    return key_t(key != 0 ? key : kKeyBase - 1);
+}
 
-// ---- Message types: who reads a message ---------------------------------
-// Every request (sender -> receiver) has type kRequestType, so the receiver
-// reads all senders' requests in the order they were sent. Each reply
-// (receiver -> sender) is addressed to one sender: its type is that sender's
-// pid plus kReplyBase. Pids are positive 32-bit values, so reply types are
-// always above 2^31 and can never equal kRequestType, not even for pid 1.
-// The receiver reads with msgtyp = -kLastOtherType: requests first, then
-// junk of any type below the replies, so that junk never fills the queue.
+// ---- Message types: who reads a message (msgrcv's msgtyp) -----------------
+// Every request (sender -> receiver) has type 1: the receiver reads them in
+// the order they were sent. Each sender draws at random a type of its own,
+// from 2 to 2^31 - 1, for its session: the receiver's replies to it have
+// that type, and only that sender reads them. Types fit a 32-bit long.
 inline constexpr long kRequestType = 1;
-inline constexpr long kReplyBase = 0x80000000L;
-inline constexpr long kLastOtherType = kReplyBase - 1;
-static_assert(sizeof(long) >= 8, "reply types need a 64-bit long");
-inline long reply_type(pid_t pid) { return kReplyBase + long(pid); }
+inline constexpr long kMaxType = 0x7fffffff;
 
 // ---- Message kinds: what a message means ----------------------------------
 enum Kind : uint16_t {
-    // sender -> receiver, type kRequestType
-    kHello = 1,  // I am starting; hdr.token is our secret; answer with kWelcome (or kRefuse)
-    kData = 2,   // data[] holds the next bytes of my input
-    kEnd = 3,    // my input ended; data[] is my Tally; answer with kTally
-    kBye = 4,    // I have read your kTally; I will not use the queue again
-    kLeave = 5,  // I was interrupted and am leaving now; no answer
-    kPing = 6,   // no reply for a while: are you there? answer with kAck
-    // receiver -> sender, type reply_type(sender's pid)
-    kWelcome = 16,  // hdr.token repeats the HELLO's, hdr.pid is the receiver
-    kAck = 17,      // request hdr.seq is done (written); data[] is a chat reply
-    kTally = 18,    // data[] is the Tally of everything written
-    kRefuse = 19,   // no: to HELLO, it serves no more senders; to anything
-                    // else, a message before hdr.seq never arrived
+    // requests, type 1
+    kHello = 1,  // a new session; data: Hello. Answered by WELCOME or REFUSE
+    kData = 2,   // data: the next bytes of the sender's input
+    kEnd = 3,    // the input ended; data: the sender's Tally. Answered by TALLY
+    kBye = 4,    // the TALLY was read: the sender is done with the queue
+    kLeave = 5,  // the sender stops early (a signal, an error); no answer
+    // replies, of the session's type
+    kWelcome = 16,  // data: the receiver's Hello
+    kAck = 17,      // the DATA of this seq is written; data: a chat reply, or none
+    kTally = 18,    // data: the receiver's Tally of what it wrote
+    kRefuse = 19,   // data: why, in words; the session is over
 };
 
 enum Flag : uint16_t {
-    kMore = 1,   // the line goes on in this sender's next message (or reply)
-    kNoAck = 2,  // asynchronous data: do not acknowledge this message
+    kMore = 1,   // the line goes on in the next DATA (or ACK, in chat)
+    kNoAck = 2,  // async DATA: not acknowledged
 };
 
-// The fixed header at the start of mtext. All fields are in the machine's
-// own byte order: a System V queue never leaves the machine.
+// The start of mtext. 32-bit fields only, so that the layout is the same on
+// every ABI (a uint64_t is 4-byte aligned on i386, 8 on armhf); in the
+// machine's byte order, since a System V queue never leaves the machine.
 struct Header {
-    int32_t pid;     // the process that sent this message
-    uint16_t kind;   // a Kind
-    uint16_t flags;  // Flag bits
-    uint32_t seq;    // sender's message number: kHello is 0, then 1, 2, ...
-    uint32_t len;    // bytes of data[] in use
-    uint64_t token;  // the session's secret, chosen by the sender, in every message
+    int32_t session;  // the session's reply type, in requests and replies
+    uint16_t kind;    // a Kind
+    uint16_t flags;   // Flag bits
+    uint32_t seq;     // the request's number: HELLO 0, then 1, 2...; a reply repeats it
+    uint32_t len;     // bytes of data that follow
 };
-// The layout README.md documents, byte for byte.
-static_assert(sizeof(Header) == 24 && offsetof(Header, kind) == 4 &&
-                  offsetof(Header, flags) == 6 && offsetof(Header, seq) == 8 &&
-                  offsetof(Header, len) == 12 && offsetof(Header, token) == 16,
-              "the header is 24 bytes, no padding");
+static_assert(sizeof(Header) == 16 && offsetof(Header, kind) == 4 && offsetof(Header, seq) == 8 &&
+                  offsetof(Header, len) == 12,
+              "the header is 16 bytes, no padding");
 
-// 8192 is Linux's default msgmax: the largest mtext that every queue accepts
-// out of the box. A message is never sent bigger than it needs to be: only
-// kHeaderSize + len bytes travel.
+// 8192 is Linux's default msgmax. A message's size is that of its mtext
+// (header and data), and only the data in use travels.
 inline constexpr size_t kMsgMax = 8192;
-inline constexpr size_t kHeaderSize = sizeof(Header);
-inline constexpr size_t kMaxData = kMsgMax - kHeaderSize;
+inline constexpr size_t kMaxData = kMsgMax - sizeof(Header);
 
-// The msgbuf both programs send and receive: mtype must come first.
+// The msgbuf of msgsnd(2) and msgrcv(2): a long mtype, then mtext.
 struct Message {
     long mtype;
     Header hdr;
     char data[kMaxData];
 };
-// msgsnd/msgrcv sizes count mtext only, which begins right after mtype.
-static_assert(offsetof(Message, hdr) == sizeof(long), "no padding after mtype");
-inline constexpr size_t kTextSize = sizeof(Message) - offsetof(Message, hdr);
-static_assert(kTextSize == kMsgMax, "mtext is exactly kMsgMax bytes");
+static_assert(offsetof(Message, hdr) == sizeof(long), "mtext follows mtype");
+inline constexpr size_t kTextSize = sizeof(Message) - sizeof(long);
 
-// What one side saw of one sender's data. END carries the sender's, TALLY
-// the receiver's, and each side compares. sum and sum2 are Fletcher's
-// checksum over 64-bit words: each message's data, padded with zero bytes
-// to a multiple of 32, is read as words in native byte order; for each word,
-// sum += word, then sum2 += sum, both modulo 2^64. sum2 weighs each word by
-// its distance from the end, so it depends on their order. It finds a lost,
-// repeated or replaced message, a changed byte, words swapped; not a change
-// crafted by someone who read the data (see README.md, "Limits").
+// HELLO's data (the sender) and WELCOME's (the receiver).
+struct Hello {
+    uint32_t protocol;  // kProtocol
+    int32_t pid;        // getpid(): the peer watches it to learn of a death
+    uint32_t pid_ns;    // pid_namespace(): a pid means something only in it
+};
+// END's data (what the sender sent) and TALLY's (what the receiver wrote).
 struct Tally {
-    uint64_t bytes;     // data bytes
-    uint64_t messages;  // kData messages
-    uint64_t sum;       // the sum of the words
-    uint64_t sum2;      // the sum of the running sums
-
-    // Counts p[0..n) as one more DATA message. Given `to`, also copies the
-    // bytes there in the same pass, which costs no more than the checksum.
-    void add(const char* p, size_t n, char* to = nullptr) {
-        // Four lanes, two at a time (GCC and Clang use SSE2 or NEON where
-        // there is one, plain adds elsewhere): lane j takes word j of each
-        // 32-byte block, with its running sum a_j and their sum b_j. Then
-        // sum = a0+a1+a2+a3, and sum2 grows by 4(b0+b1+b2+b3) - (a1 + 2a2 +
-        // 3a3): the running sums after words 0, 1 and 2 of each block are
-        // the block's end sums less the words after them.
-        typedef uint64_t Lanes __attribute__((vector_size(16)));
-        Lanes a = {sum, 0}, c = {0, 0}, b = {0, 0}, d = {0, 0}, lo, hi;  // lanes 0-1, 2-3
-        size_t i = 0;
-        for (; i + 32 <= n; i += 32) {
-            memcpy(&lo, p + i, 16);
-            memcpy(&hi, p + i + 16, 16);
-            if (to != nullptr) {
-                memcpy(to + i, &lo, 16);
-                memcpy(to + i + 16, &hi, 16);
-            }
-            a += lo;
-            c += hi;
-            b += a;
-            d += c;
-        }
-        if (i < n) {
-            char last[32] = {};
-            memcpy(last, p + i, n - i);
-            if (to != nullptr) memcpy(to + i, p + i, n - i);
-            memcpy(&lo, last, 16);
-            memcpy(&hi, last + 16, 16);
-            a += lo;
-            c += hi;
-            b += a;
-            d += c;
-        }
-        sum2 += 4 * (b[0] + b[1] + d[0] + d[1]) - (a[1] + 2 * c[0] + 3 * c[1]);
-        sum = a[0] + a[1] + c[0] + c[1];
-        bytes += n;
-        ++messages;
-    }
-    bool operator==(const Tally& o) const {
-        return bytes == o.bytes && messages == o.messages && sum == o.sum && sum2 == o.sum2;
-    }
+    uint64_t bytes;     // of DATA
+    uint64_t messages;  // DATA messages
+    bool operator!=(const Tally& o) const { return bytes != o.bytes || messages != o.messages; }
 };
-// END and TALLY are the largest messages of fixed size: a queue that cannot
-// hold one can carry no session.
-inline constexpr size_t kMinText = kHeaderSize + sizeof(Tally);
-
-// ---- Reporting ------------------------------------------------------------
-inline const char* g_prog = "msgq-pair";
-inline key_t g_key = 0;        // named in error messages once known
-inline bool g_quiet = false;   // -q: no status lines, prompts or confirmations
-inline bool g_verbose = false; // -v: one line per message
-
-inline void vreport(const char* fmt, va_list ap) {
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    fprintf(stderr, "%s: %s\n", g_prog, line);
-}
-
-// An error: always shown.
-inline void complain(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-inline void complain(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(fmt, ap);
-    va_end(ap);
-}
-
-// Status for the person watching: hidden by -q.
-inline void note(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-inline void note(const char* fmt, ...) {
-    if (g_quiet) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(fmt, ap);
-    va_end(ap);
-}
-
-// "1 message", "2 messages": counts for status lines, as temporaries.
-struct Count {
-    Count(uint64_t n, const char* noun) {
-        snprintf(text, sizeof text, "%llu %s%s", static_cast<unsigned long long>(n), noun,
-                 n == 1 ? "" : "s");
-    }
-    char text[48];
-};
-
-// A failed call, err(3) style: "receiver: msgrcv: Identifier removed (queue 0x32600000)".
-inline void report_errno(const char* call, int e) {
-    if (g_key != 0)
-        complain("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(g_key));
-    else
-        complain("%s: %s", call, strerror(e));
-}
-inline void syscall_failed(const char* call) { report_errno(call, errno); }
-
-// A bad command line: exits before anything is created.
-[[noreturn]] inline void usage_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-[[noreturn]] inline void usage_error(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "Try '%s --help' for more information.\n", g_prog);
-    exit(2);
-}
-
-// After --help or --version: the output counts, so its flush is checked.
-[[noreturn]] inline void exit_after_printing() {
-    if (fclose(stdout) != 0) {
-        complain("write: %s", strerror(errno));
-        exit(1);
-    }
-    exit(0);
-}
-
-// getopt_long's '?' or ':' (opterr is 0, so that this is the only line).
-// A long option is named as the table spells it, whatever was abbreviated.
-[[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
-    const char* arg = argv[optind - 1];
-    if (c == ':') usage_error("option '%s' needs an argument", arg);
-    if (strncmp(arg, "--", 2) == 0 && optopt != 0) {  // a known one, given "=VALUE"
-        for (const option* o = longopts; o->name != nullptr; ++o)
-            if (o->val == optopt) usage_error("option '--%s' takes no argument", o->name);
-    }
-    if (optopt != 0) usage_error("unknown option '-%c'", optopt);  // a short one
-    usage_error("unknown option '%s'", arg);
-}
-
-// How an option's number is written, so that a range error speaks alike.
-enum class Radix { kDecimal = 10, kOctal = 8, kAny = 0 };
-
-// strtoll with every check (TLPI get_num): the whole string, in range. The
-// range is printed as the option is documented: octal as 0777, keys in hex.
-inline long long parse_number(const char* s, Radix radix, long long lo, long long hi,
-                              const char* what) {
-    char* end = nullptr;
-    errno = 0;
-    long long v = strtoll(s, &end, int(radix));
-    if (end == s || *end != '\0')
-        usage_error("%s: not a number: '%s'", what, s);
-    if (errno == ERANGE || v < lo || v > hi) {
-        if (radix == Radix::kOctal)
-            usage_error("%s: out of range (%#llo to %#llo): '%s'", what, lo, hi, s);
-        if (radix == Radix::kAny)
-            usage_error("%s: out of range (%#llx to %#llx): '%s'", what, lo, hi, s);
-        usage_error("%s: out of range (%lld to %lld): '%s'", what, lo, hi, s);
-    }
-    return v;
-}
-
-// ---- The queue --------------------------------------------------------------
-// The queue is gone: removed under us (EIDRM while blocked, EINVAL after).
-inline bool queue_gone(int e) { return e == EIDRM || e == EINVAL; }
-
-// The errno of a failed msgsnd/msgrcv/msgctl on queue qid, read before
-// anything else runs. EINVAL means the queue was removed, unless it is still
-// there: then a message was bigger than the system's msgmax.
-inline int ipc_errno(int qid) {
-    int e = errno;
-    msqid_ds ds;
-    if (e == EINVAL && qid >= 0 && msgctl(qid, IPC_STAT, &ds) < 0) e = EIDRM;
-    return e;
-}
-
-// The largest mtext the system takes (msgmax). Linux tells it (IPC_INFO);
-// elsewhere, or built with `make NO_IPC_INFO=1`, 8192 is assumed, the
-// common default.
-inline long system_msgmax() {
-#if defined(IPC_INFO) && !defined(MSGQ_NO_IPC_INFO)
-    msginfo info = {};
-    if (msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) < 0) return -1;
-    return info.msgmax < int(kMsgMax) ? info.msgmax : long(kMsgMax);
-#else
-    return long(kMsgMax);
-#endif
-}
-
-// The largest message (mtext bytes) queue qid can carry now: msgmax refuses
-// bigger ones, and one bigger than msg_qbytes would wait for room forever.
-// -1 with errno if msgctl failed.
-inline long message_limit(int qid) {
-    msqid_ds ds = {};
-    long sys = system_msgmax();
-    if (sys < 0 || msgctl(qid, IPC_STAT, &ds) < 0) return -1;
-    return ds.msg_qbytes < msglen_t(sys) ? long(ds.msg_qbytes) : sys;
-}
-
-// The state letter of a process in /proc/PID/stat (R, S, T for stopped, Z
-// for a zombie...), or '?' where there is no /proc or it just went away.
-inline char process_state(pid_t pid) {
-    char path[32], line[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return '?';
-    ssize_t n = read(fd, line, sizeof line - 1);
-    close(fd);
-    if (n <= 0) return '?';
-    line[n] = '\0';
-    // "PID (COMMAND) STATE ...": the command may hold any character but the
-    // line's last ')' ends it.
-    const char* paren = strrchr(line, ')');
-    return paren && paren[1] == ' ' && paren[2] != '\0' ? paren[2] : '?';
-}
-
-// A process that exists and is not a zombie: a killed peer whose parent has
-// not reaped it yet is dead to us. Where there is no /proc, kill() decides.
-inline bool alive(pid_t pid) {
-    if (kill(pid, 0) < 0 && errno != EPERM) return false;
-    char state = process_state(pid);
-    return state != 'Z' && state != 'X';
-}
-
-// A queue is ours only if we both own it and created it: a creator keeps
-// its rights after handing the queue to someone else with IPC_SET.
-inline bool ours(const ipc_perm& p) { return p.uid == getuid() && p.cuid == getuid(); }
-inline unsigned stranger(const ipc_perm& p) { return p.uid != getuid() ? p.uid : p.cuid; }
-
-// ---- Process state ----------------------------------------------------------
-// A closed 0, 1 or 2 would be handed out by our next open() (of /proc):
-// fill it with /dev/null opened the wrong way, so that using it fails with
-// EBADF, as a closed descriptor does, and nothing is read or written in
-// the wrong place.
-inline void guard_std_fds() {
-    for (int fd = 0; fd <= 2; ++fd)
-        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
-            (void)open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);  // failing, fd stays closed
-}
-
-// ---- Signals --------------------------------------------------------------
-// Handlers only record what happened (and arm an alarm, below); the loops
-// act on it before each blocking call and when one returns EINTR. They are
-// installed without SA_RESTART so that a blocked read() or write() is
-// interrupted too, not only msgsnd/msgrcv (which the kernel never restarts:
-// signal(7)).
-inline volatile sig_atomic_t g_signal = 0;  // a terminating signal received
-inline volatile sig_atomic_t g_tick = 0;    // the watchdog timer fired
-
-// A signal that lands after a loop has looked at g_signal but before its
-// next blocking call would leave that call asleep: the alarm (which is
-// async-signal-safe) interrupts it a second later, whatever it waits for.
-extern "C" inline void on_terminate(int sig) {
-    g_signal = sig;
-    alarm(1);
-}
-extern "C" inline void on_tick(int) { g_tick = 1; }
-
-// The kernel raises SIGXFSZ itself at a write past the file-size limit
-// (Linux names us as the sender, other systems no one), and that write
-// fails with EFBIG: reported like a full disk. Only a SIGXFSZ sent by
-// another process ends the program.
-extern "C" inline void on_xfsz(int sig, siginfo_t* si, void*) {
-    if (si->si_pid > 0 && si->si_pid != getpid()) on_terminate(sig);
-}
-
-// Every signal whose default action ends the process and that a user or the
-// system sends to say "stop" (kill -l). SIGKILL and SIGSTOP cannot be
-// caught; SIGALRM is the watchdog; the crash signals are below.
-inline constexpr int kStopSignals[] = {
-    SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF,
-#if defined(__linux__)
-    SIGPOLL, SIGPWR, SIGSTKFLT,
-#endif
-};
-
-// The signals that report a crash. Sent by another process with kill, they
-// mean "stop", as SIGTERM does. Raised by a real fault, or by abort() (a
-// failed allocation), the program cannot go on: the receiver removes its
-// queue (a plain system call, safe here), then hands the signal to what had
-// it before (the default, which kills, or a sanitizer's report), which takes
-// it when the faulting instruction runs again or abort() raises it again.
-inline constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
-inline constexpr size_t kCrashCount = sizeof kCrashSignals / sizeof kCrashSignals[0];
-inline struct sigaction g_before_crash[kCrashCount];
-inline volatile sig_atomic_t g_queue_to_remove = -1;  // the receiver's queue, once made
-
-extern "C" inline void on_crash(int sig, siginfo_t* si, void*) {
-    size_t i = 0;
-    while (kCrashSignals[i] != sig) ++i;
-    bool sent = si->si_code == SI_USER || si->si_code == SI_QUEUE;
-#if defined(SI_TKILL)
-    sent = sent || si->si_code == SI_TKILL;  // tgkill(); abort() uses it too, on itself
-#endif
-    if (sent && si->si_pid != getpid()) {
-        if (g_before_crash[i].sa_handler != SIG_IGN) on_terminate(sig);  // else: stays ignored
-        return;
-    }
-    if (g_queue_to_remove >= 0) msgctl(g_queue_to_remove, IPC_RMID, nullptr);
-    sigaction(sig, &g_before_crash[i], nullptr);
-}
-
-// On a stack of its own, so that a stack overflow's SIGSEGV is caught too
-// (unless a tool, such as a sanitizer, has set one up already).
-inline void catch_crashes(sigset_t* used) {
-    static char altstack[64 * 1024];
-    stack_t ss = {};
-    if (sigaltstack(nullptr, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
-        ss.ss_sp = altstack;
-        ss.ss_size = sizeof altstack;
-        ss.ss_flags = 0;
-        (void)sigaltstack(&ss, nullptr);  // failing, a stack overflow kills as before
-    }
-    for (size_t i = 0; i < kCrashCount; ++i) {
-        struct sigaction sa = {};
-        sa.sa_sigaction = on_crash;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-        sigemptyset(&sa.sa_mask);
-        // Even an ignored one: abort() and a real fault kill all the same.
-        if (sigaction(kCrashSignals[i], nullptr, &g_before_crash[i]) == 0 &&
-            sigaction(kCrashSignals[i], &sa, nullptr) == 0)
-            sigaddset(used, kCrashSignals[i]);
-    }
-}
-
-// sigaction for sig unless it was ignored when we started (a background
-// job's SIGINT stays ignored); adds it to *used. A signal a tool such as
-// valgrind keeps for itself (sigaction fails) is left to it.
-inline void catch_signal(int sig, void (*handler)(int), sigset_t* used, bool override = false) {
-    struct sigaction old = {}, sa = {};
-    if (sigaction(sig, nullptr, &old) < 0) return;
-    if (old.sa_handler == SIG_IGN && !override) return;
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(sig, &sa, nullptr) == 0) sigaddset(used, sig);
-}
-
-// Catches the stop and crash signals, ignores SIGPIPE (a closed stdout is an EPIPE we
-// report), and unblocks what we catch: a signal mask survives exec, and a
-// blocked SIGALRM would silence the watchdog.
-inline void install_signal_handlers() {
-    sigset_t used;
-    sigemptyset(&used);
-    for (int sig : kStopSignals) catch_signal(sig, on_terminate, &used);
-#if defined(SIGRTMIN)
-    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_terminate, &used);
-#endif
-    catch_signal(SIGALRM, on_tick, &used, true);
-    catch_crashes(&used);
-    struct sigaction old = {}, sa = {};
-    sa.sa_sigaction = on_xfsz;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGXFSZ, nullptr, &old) == 0 && old.sa_handler != SIG_IGN &&
-        sigaction(SIGXFSZ, &sa, nullptr) == 0)
-        sigaddset(&used, SIGXFSZ);
-    signal(SIGPIPE, SIG_IGN);
-    sigprocmask(SIG_UNBLOCK, &used, nullptr);
-}
-
-// While on, SIGALRM interrupts whatever call is blocked once a second, so
-// that the program can check that its peer is still alive.
-inline void set_watchdog(bool on) {
-    struct itimerval t = {};
-    if (on) t.it_interval.tv_sec = t.it_value.tv_sec = 1;
-    setitimer(ITIMER_REAL, &t, nullptr);
-}
-
-// After cleaning up, die of the signal that stopped us, so that the shell
-// sees 130, 143, 131... and not a plain failure. No core file: the program
-// was not broken, and has cleaned up.
-inline void reraise_if_signalled() {
-    if (g_signal == 0) return;
-    set_watchdog(false);
-    rlimit none = {0, 0};
-    (void)setrlimit(RLIMIT_CORE, &none);  // failing, a core may be written: harmless
-    signal(g_signal, SIG_DFL);
-    raise(g_signal);
-}
-
-// A descriptor left non-blocking by whoever started us (O_NONBLOCK belongs
-// to the open file, shared with them): wait until it is ready, as a blocking
-// one would. False with errno EINTR when a signal comes first.
-inline bool wait_ready(int fd, short events) {
-    pollfd p = {fd, events, 0};
-    return poll(&p, 1, -1) >= 0;
-}
-
-// ---- Input: chunks of lines -----------------------------------------------
-// The first chunk of p[0..n): through the first newline if that fits in max
-// bytes, else as many bytes as fit. Lines longer than one message are split,
-// never cut.
-inline size_t chunk_length(const char* p, size_t n, size_t max) {
-    size_t lim = n < max ? n : max;
-    const void* nl = memchr(p, '\n', lim);
-    return nl ? size_t(static_cast<const char*>(nl) - p) + 1 : lim;
-}
-
-// Reads fd in large blocks and hands out chunks that never cross a line end:
-// a whole line if it fits in max bytes, else max bytes of it.
-class LineReader {
-public:
-    explicit LineReader(int fd) : fd_(fd) {}
-
-    // A chunk in *out of the returned length; 0 at end of input; -1 on a
-    // read error, errno set (EINTR: call again, nothing is lost).
-    ssize_t next(size_t max, const char** out) {
-        for (;;) {
-            const char* p = buf_ + begin_;
-            size_t n = chunk_length(p, end_ - begin_, max);
-            if (n > 0 && (p[n - 1] == '\n' || n == max || eof_)) {
-                begin_ += n;
-                *out = p;
-                return ssize_t(n);
-            }
-            if (eof_) return 0;
-            if (fill() < 0) return -1;
-        }
-    }
-
-private:
-    ssize_t fill() {
-        if (begin_ > 0) {
-            memmove(buf_, buf_ + begin_, end_ - begin_);
-            end_ -= begin_;
-            begin_ = 0;
-        }
-        ssize_t r;
-        while ((r = read(fd_, buf_ + end_, sizeof buf_ - end_)) < 0 && errno == EAGAIN)
-            if (!wait_ready(fd_, POLLIN)) return -1;
-        if (r == 0) eof_ = true;
-        if (r > 0) end_ += size_t(r);
-        return r;
-    }
-
-    int fd_;
-    bool eof_ = false;
-    size_t begin_ = 0, end_ = 0;
-    char buf_[64 * 1024] = {};  // touched now: memory use does not grow later
-    static_assert(sizeof buf_ >= kMaxData, "a chunk fits in the buffer");
-};
-
-// ---- Output: buffered, every error reported --------------------------------
-inline bool g_wrote_stdout = false;  // then its final close is checked
-
-// Writes all of p. False on a write error, errno set (EINTR only when a
-// terminating signal came: the watchdog's ticks are ridden out).
-inline bool write_all(int fd, const char* p, size_t n) {
-    if (fd == STDOUT_FILENO && n > 0) g_wrote_stdout = true;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EAGAIN && wait_ready(fd, POLLOUT)) continue;
-        if (w < 0 && errno == EINTR && g_signal == 0) continue;
-        if (w < 0) return false;
-        p += w;
-        n -= size_t(w);
-    }
-    return true;
-}
-
-// Closes stdout, to catch an error the kernel kept until then (NFS, a
-// quota), if anything was written to it. A program that had nothing to
-// write may run with stdout closed.
-inline bool close_stdout() {
-    if (!g_wrote_stdout || close(STDOUT_FILENO) == 0) return true;
-    syscall_failed("close(stdout)");
-    return false;
-}
-
-class Writer {
-public:
-    explicit Writer(int fd) : fd_(fd) {}
-
-    // Buffers p; a full message's worth goes straight out, not copied.
-    // Returns false on a write error, errno set (EINTR only for a signal).
-    bool put(const char* p, size_t n) {
-        if (n > sizeof buf_ - used_ && !flush()) return false;
-        if (n >= kMaxData && used_ == 0) return write_all(fd_, p, n);
-        memcpy(buf_ + used_, p, n);
-        used_ += n;
-        return true;
-    }
-    // Writes what is buffered and then p, now. False on a write error.
-    bool put_now(const char* p, size_t n) { return flush() && write_all(fd_, p, n); }
-    bool flush() {
-        size_t n = used_;
-        used_ = 0;
-        return write_all(fd_, buf_, n);
-    }
-    bool buffered() const { return used_ > 0; }
-
-private:
-    int fd_;
-    size_t used_ = 0;
-    char buf_[64 * 1024] = {};  // touched now: memory use does not grow later
-};
-
-// A step's "keep going"; any other value is the exit status to return.
-inline constexpr int kGoOn = -1;
-
-// ---- Sending and receiving --------------------------------------------------
-// Only the header and the bytes in use travel.
-inline int send_message(int qid, const Message& m, int flags) {
-    return msgsnd(qid, &m, kHeaderSize + m.hdr.len, flags);
-}
-
-// MSG_NOERROR: a message too big for us is cut and removed, not left at the
-// head of the queue to fail with E2BIG forever. well_formed() rejects it.
-inline ssize_t receive_message(int qid, Message& m, long type, int flags) {
-    return msgrcv(qid, &m, kTextSize, type, flags | MSG_NOERROR);
-}
-
-// A message whose length agrees with its header.
-inline bool well_formed(const Message& m, ssize_t n) {
-    return n >= ssize_t(kHeaderSize) && m.hdr.len <= kMaxData &&
-           size_t(n) == kHeaderSize + m.hdr.len;
-}
+static_assert(sizeof(Hello) == 12 && sizeof(Tally) == 16, "no padding");
+// END and TALLY are the largest messages of fixed size: a queue or a system
+// that cannot carry them can carry no session.
+inline constexpr size_t kMinText = sizeof(Header) + sizeof(Tally);
 
 inline const char* kind_name(unsigned kind) {
     switch (kind) {
@@ -638,7 +118,6 @@ inline const char* kind_name(unsigned kind) {
     case kEnd: return "END";
     case kBye: return "BYE";
     case kLeave: return "LEAVE";
-    case kPing: return "PING";
     case kWelcome: return "WELCOME";
     case kAck: return "ACK";
     case kTally: return "TALLY";
@@ -647,21 +126,303 @@ inline const char* kind_name(unsigned kind) {
     }
 }
 
-// A message type as people read it: a reply's as 2^31+PID, which is what it is.
-struct TypeName {
-    explicit TypeName(long type) {
-        if (type >= kReplyBase)
-            snprintf(text, sizeof text, "2^31+%ld", type - kReplyBase);
-        else
-            snprintf(text, sizeof text, "%ld", type);
-    }
-    char text[32];
-};
-
-// -v: the teaching view, one line per message.
-inline void trace(const char* dir, const Message& m) {
-    if (!g_verbose) return;
-    complain("%s %s type %s seq %u, %u bytes%s, pid %d", dir, kind_name(m.hdr.kind),
-             TypeName(m.mtype).text, unsigned(m.hdr.seq), unsigned(m.hdr.len),
-             (m.hdr.flags & kMore) ? " (line continues)" : "", int(m.hdr.pid));
+// n bytes received (msgrcv's result): the size agrees with the header, and a
+// kind with fixed data has exactly that.
+inline bool well_formed(const Message& m, ssize_t n) {
+    if (n < ssize_t(sizeof(Header)) || size_t(n) != sizeof(Header) + m.hdr.len) return false;
+    if (m.hdr.kind == kHello || m.hdr.kind == kWelcome) return m.hdr.len == sizeof(Hello);
+    if (m.hdr.kind == kEnd || m.hdr.kind == kTally) return m.hdr.len == sizeof(Tally);
+    return true;
 }
+
+inline const char* plural(unsigned long long n) { return n == 1 ? "" : "s"; }
+
+// ---- Reporting, err(3) style: "receiver: msgrcv: Identifier removed" ---------
+inline const char* g_prog = "msgq-pair";
+inline bool g_quiet = false;    // -q: no status lines
+inline bool g_verbose = false;  // -v: one line per message
+
+inline void vsay(const char* fmt, va_list ap) {
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "%s: %s\n", g_prog, line);
+}
+// An error: always shown.
+[[gnu::format(printf, 1, 2)]] inline void complain(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(fmt, ap);
+    va_end(ap);
+}
+// A status line: hidden by -q.
+[[gnu::format(printf, 1, 2)]] inline void note(const char* fmt, ...) {
+    if (g_quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(fmt, ap);
+    va_end(ap);
+}
+
+// -v: the message, and the call that moved it with its msgtyp.
+inline void trace(const char* call, const Message& m, int flags) {
+    if (g_verbose)
+        complain("%s(type %ld%s) %s seq %u, %u bytes%s", call, m.mtype,
+                 (flags & IPC_NOWAIT) ? ", IPC_NOWAIT" : "", kind_name(m.hdr.kind),
+                 unsigned(m.hdr.seq), unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
+}
+
+// A bad command line: one line, a hint, exit status 2.
+[[noreturn, gnu::format(printf, 1, 2)]] inline void usage_error(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help' for more information.\n", g_prog);
+    exit(2);
+}
+
+// getopt_long's '?' or ':' as one line of ours (opterr is 0). A long option
+// given an argument it does not take is named as the table spells it.
+[[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
+    const char* arg = argv[optind - 1];
+    if (c == ':') usage_error("option '%s' needs an argument", arg);
+    for (const option* o = longopts; o->name && strncmp(arg, "--", 2) == 0; ++o)
+        if (o->val == optopt && optopt != 0) usage_error("option '--%s' takes no argument", o->name);
+    if (optopt != 0) usage_error("unknown option '-%c'", optopt);
+    usage_error("unknown option '%s'", arg);
+}
+
+// strtoll with every check (TLPI's getLong): all of s, within lo..hi. Base
+// 0 takes decimal, 0x hex and 0 octal; the range is shown as documented.
+inline long long parse_number(const char* s, int base, long long lo, long long hi,
+                              const char* what) {
+    char* end = nullptr;
+    errno = 0;
+    long long v = strtoll(s, &end, base);
+    if (end == s || *end != '\0') usage_error("%s: not a number: '%s'", what, s);
+    if (errno == ERANGE || v < lo || v > hi) {
+        const char* fmt = base == 8   ? "%s: out of range (%#llo to %#llo): '%s'"
+                          : base == 0 ? "%s: out of range (%#llx to %#llx): '%s'"
+                                      : "%s: out of range (%lld to %lld): '%s'";
+        usage_error(fmt, what, lo, hi, s);
+    }
+    return v;
+}
+
+// After --help or --version: the output counts, so its close is checked.
+[[noreturn]] inline void exit_after_printing() {
+    if (fclose(stdout) == 0) exit(0);
+    complain("write: %s", strerror(errno));
+    exit(1);
+}
+
+// ---- The queue's limits (msgctl(2)) -----------------------------------------
+// The queue is gone: removed under us (EIDRM while blocked, EINVAL after).
+inline bool queue_gone(int e) { return e == EIDRM || e == EINVAL; }
+
+// errno after a call on queue q failed, with EINVAL told as EIDRM
+// ("Identifier removed") if the queue is gone; if it is there, EINVAL
+// stays (a message bigger than msgmax).
+inline int ipc_errno(int q) {
+    int e = errno;
+    msqid_ds ds;
+    return e == EINVAL && msgctl(q, IPC_STAT, &ds) < 0 ? EIDRM : e;
+}
+
+// The largest message (mtext bytes) queue q carries now, and the limit that
+// sets it: msgmax refuses a bigger one, msg_qbytes would leave it waiting
+// for room forever. Linux tells msgmax (IPC_INFO); elsewhere, or built with
+// NO_IPC_INFO=1, it is taken to be at least 8192. bytes -1: msgctl failed.
+struct Limit {
+    long bytes;
+    const char* name;
+};
+inline Limit message_limit(int q) {
+    Limit lim = {long(kMsgMax), "the protocol's maximum"};
+    msqid_ds ds;
+    if (msgctl(q, IPC_STAT, &ds) < 0) return {-1, "msgctl(IPC_STAT)"};
+    if (ds.msg_qbytes < msglen_t(lim.bytes)) lim = {long(ds.msg_qbytes), "msg_qbytes"};
+#if defined(__linux__) && !defined(MSGQ_NO_IPC_INFO)
+    msginfo info;
+    if (msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) >= 0 && info.msgmax < lim.bytes)
+        lim = {long(info.msgmax), "msgmax"};
+#endif
+    return lim;
+}
+
+// Whether queue q takes a message of size bytes now. If not, says in one
+// line which limit is too small. (A failing msgctl is left to the next call
+// on the queue, which will tell why.)
+inline bool fits(int q, key_t key, size_t size) {
+    Limit lim = message_limit(q);
+    if (lim.bytes < 0 || size <= size_t(lim.bytes)) return true;
+    complain("queue 0x%08x takes messages of at most %ld bytes (%s): too small for one of %zu",
+             unsigned(key), lim.bytes, lim.name, size);
+    return false;
+}
+
+// ---- Is the peer alive? (proc(5), pid_namespaces(7)) ------------------------
+// Our PID namespace: the inode of /proc/self/ns/pid, 0 where none is shown
+// (no /proc, not Linux). A pid names the same process only within one.
+inline uint32_t pid_namespace() {
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? uint32_t(st.st_ino) : 0;
+}
+
+// When process pid started (field 22 of /proc/PID/stat, clock ticks since
+// boot): 0 if it is gone or a zombie; -1 if /proc cannot tell (there is
+// none, or it shows another PID namespace than ours).
+inline long long start_time(pid_t pid) {
+    char path[64], me[32], line[512];
+    ssize_t n = readlink("/proc/self", path, sizeof path - 1);
+    snprintf(me, sizeof me, "%d", int(getpid()));
+    if (n < 0 || size_t(n) != strlen(me) || memcmp(path, me, size_t(n)) != 0) return -1;
+    snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    n = read(fd, line, sizeof line - 1);
+    close(fd);
+    line[n > 0 ? n : 0] = '\0';
+    const char* name_end = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')'
+    char state = 0;
+    unsigned long long start = 0;
+    if (!name_end || sscanf(name_end + 2, "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s"
+                                          " %*s %*s %*s %*s %*s %llu", &state, &start) != 2)
+        return -1;
+    return state == 'Z' || state == 'X' ? 0 : (long long)start;
+}
+
+// A peer as seen when it said HELLO or WELCOME. Its start time tells it from
+// another process given its pid later; where /proc cannot tell, kill(2)
+// decides (and a zombie passes for alive until its parent reaps it).
+struct Peer {
+    pid_t pid = 0;  // 0: none yet
+    long long start = -1;
+};
+inline Peer peer(pid_t pid) { return Peer{pid, start_time(pid)}; }
+inline bool alive(const Peer& p) {
+    long long now = start_time(p.pid);
+    if (now < 0 || p.start < 0) return kill(p.pid, 0) == 0 || errno == EPERM;
+    return now > 0 && now == p.start;
+}
+
+// ---- Signals (signal(7)) ----------------------------------------------------
+// The handlers only set these; the loops look at them before blocking and
+// when a call fails with EINTR. msgsnd and msgrcv are never restarted after
+// a handler, and SA_RESTART is not set, so that read and write end too.
+inline volatile sig_atomic_t g_signal = 0;  // a stop signal came: its number
+inline volatile sig_atomic_t g_tick = 0;    // the one-second watchdog fired
+extern "C" inline void on_stop(int sig) { g_signal = sig; }
+extern "C" inline void on_tick(int) { g_tick = 1; }
+
+inline void catch_signal(int sig, void (*handler)(int), sigset_t* caught) {
+    struct sigaction sa = {}, old = {};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    // One ignored when we started (a background job's SIGINT) stays ignored.
+    if (sigaction(sig, nullptr, &old) == 0 && (old.sa_handler != SIG_IGN || sig == SIGALRM) &&
+        sigaction(sig, &sa, nullptr) == 0)
+        sigaddset(caught, sig);
+}
+
+// Catches the signals that end a process by default and that people send
+// to stop one; ticks once a second (SIGALRM) so that no blocked call waits
+// without a look at the peer; ignores SIGPIPE and SIGXFSZ, so that a closed
+// pipe or a file-size limit is a write error we report (EPIPE, EFBIG). The
+// mask is inherited across exec: unblock what we catch.
+inline void install_signal_handlers() {
+    sigset_t caught;
+    sigemptyset(&caught);
+    const int stop_signals[] = {SIGHUP,  SIGINT,  SIGQUIT,   SIGTERM, SIGUSR1,
+                                SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF};
+    for (int sig : stop_signals) catch_signal(sig, on_stop, &caught);
+#if defined(SIGRTMIN)
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_stop, &caught);
+#endif
+    catch_signal(SIGALRM, on_tick, &caught);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+    sigprocmask(SIG_UNBLOCK, &caught, nullptr);
+    itimerval second = {{1, 0}, {1, 0}};
+    setitimer(ITIMER_REAL, &second, nullptr);
+}
+
+// After cleaning up: die of the stop signal, so that the shell sees 128+N.
+inline void die_if_signalled() {
+    if (g_signal == 0) return;
+    signal(g_signal, SIG_DFL);
+    raise(g_signal);
+}
+
+// ---- Input and output ---------------------------------------------------------
+// A descriptor left non-blocking by whoever started us (the flag belongs to
+// the open file they share): wait until it is ready. False on EINTR.
+inline bool wait_ready(int fd, short events) {
+    pollfd p = {fd, events, 0};
+    return poll(&p, 1, -1) >= 0;
+}
+
+// Writes all of p. False with errno on a write error, or EINTR on a stop
+// signal (the watchdog's ticks are ridden out).
+inline bool write_all(int fd, const char* p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EAGAIN && wait_ready(fd, POLLOUT)) continue;
+        if (w < 0 && errno == EINTR && !g_signal) continue;
+        if (w < 0) return false;
+        p += w;
+        n -= size_t(w);
+    }
+    return true;
+}
+
+// Reports an error the kernel kept until the close (NFS, a quota), as cat(1)
+// does. A stdout that was closed from the start (EBADF) wrote nothing.
+inline bool close_stdout() {
+    if (close(STDOUT_FILENO) == 0 || errno == EBADF) return true;
+    complain("close(stdout): %s", strerror(errno));
+    return false;
+}
+
+// Reads fd in 64 KiB blocks and hands it out in chunks of at most max bytes
+// that end at a newline where one comes soon enough: a line longer than max
+// is split, never cut.
+class LineReader {
+public:
+    explicit LineReader(int fd) : fd_(fd) {}
+    // A chunk at *out, of the length returned; 0 at the end of the input; -1
+    // with errno on a read error (EINTR: call again, nothing is lost).
+    ssize_t next(size_t max, const char** out) {
+        for (;;) {
+            size_t n = end_ - begin_ < max ? end_ - begin_ : max;
+            const void* nl = memchr(buf_ + begin_, '\n', n);
+            if (nl) n = size_t(static_cast<const char*>(nl) - (buf_ + begin_)) + 1;
+            if (n > 0 && (nl || n == max || eof_)) {
+                *out = buf_ + begin_;
+                begin_ += n;
+                return ssize_t(n);
+            }
+            if (eof_) return 0;
+            if (!fill()) return -1;
+        }
+    }
+
+private:
+    bool fill() {
+        memmove(buf_, buf_ + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+        ssize_t r;
+        while ((r = read(fd_, buf_ + end_, sizeof buf_ - end_)) < 0 && errno == EAGAIN)
+            if (!wait_ready(fd_, POLLIN)) return false;
+        if (r == 0) eof_ = true;
+        if (r > 0) end_ += size_t(r);
+        return r >= 0;
+    }
+
+    int fd_;
+    bool eof_ = false;
+    size_t begin_ = 0, end_ = 0;  // the bytes read, not yet handed out
+    char buf_[64 * 1024];
+    static_assert(sizeof buf_ >= kMaxData, "a chunk fits");
+};
