@@ -798,6 +798,148 @@ check_fault() {
   ! queue_exists || fail "$fault left the queue"
 }
 
+# ---- Containers, small limits, another protocol.
+
+# A sender in a PID namespace of its own that shares the IPC namespace
+# (docker run --ipc=host without --pid=host): its pid names another process
+# here, so that its death could not be told. It is refused at once, saying
+# why, and the receiver goes on; the same with the receiver in its own.
+t_pid_namespace_of_its_own() {
+  need_root
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  run s unshare --pid --fork --kill-child "${SENDER[@]}" -k "$KEY" -w 10 hello
+  expect_status s 1
+  expect_grep "$T/s.err" '^sender: the receiver refused: it runs in another PID namespace$'
+  expect_grep "$T/r.err" '^receiver: refusing sender 1: it runs in another PID namespace$'
+  run s2 "${SENDER[@]}" -k "$KEY" -w 5 after
+  finish r
+  expect_clean_run s2
+  expect_status r 0
+  start r2 unshare --pid --fork "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  run s3 "${SENDER[@]}" -k "$KEY" -w 10 hello
+  expect_status s3 1
+  expect_grep "$T/s3.err" '^sender: the receiver refused: it runs in another PID namespace$'
+  pkill -INT -P "$r2_pid"
+  finish r2 3
+  expect_grep "$T/r2.err" '^receiver: refusing sender [0-9]+: it runs in another PID namespace$'
+}
+
+# Both in one PID namespace of their own, with its /proc mounted or with the
+# host's (where their pids name other processes): they work, and idle
+# seconds bring no false death.
+t_pid_namespace_shared() {
+  need_root
+  local i mount=(--mount-proc --fork)
+  printf 'a\nb\n' >"$T/in"
+  for i in 0 1; do
+    # shellcheck disable=SC2016
+    run "p$i" unshare --pid --fork "${mount[i]}" bash -c '"$1" -k "$2" >"$3" & sleep 1.5
+      { head -n 1 "$4"; sleep 1.5; tail -n 1 "$4"; } | "$5" -k "$2" -w 5; s=$?
+      wait $!; echo "sender $s, receiver $?"' _ ./receiver "$KEY" "$T/out$i" "$T/in" ./sender
+    expect_grep "$T/p$i.out" '^sender 0, receiver 0$'
+    expect_same "$T/in" "$T/out$i"
+    expect_no_grep "$T/p$i.err" 'died|refus'
+  done
+}
+
+# The receiver is stopped; its sender is killed, and its pid handed to a new
+# process (ns_last_pid, in a PID namespace of the test's own, where nothing
+# else forks). Continued, the receiver must not take the newcomer for its
+# sender: it says the sender died, within 3 s, and ends.
+t_pid_reused_after_death() {
+  need_root
+  cat >"$T/inner.sh" <<'EOF'
+mkfifo "$3/fifo"
+exec 3<>"$3/fifo"
+"$1" -k "$4" 2>"$3/r.err" &
+r=$!
+"$2" -k "$4" -w 5 <"$3/fifo" 2>"$3/s.err" &
+s=$!
+until grep -q connected "$3/s.err"; do sleep 0.02; done
+kill -STOP $r
+kill -KILL $s
+wait $s
+echo $((s - 1)) >/proc/sys/kernel/ns_last_pid
+sleep 60 &
+echo "pid $s given to $!"
+kill -CONT $r
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do kill -0 $r 2>/dev/null && sleep 0.2; done
+kill -0 $r 2>/dev/null && echo "the receiver still waits after 3 s" && kill -INT $r
+wait $r
+echo "receiver $?"
+kill %2
+EOF
+  run p unshare --pid --fork --mount-proc bash "$T/inner.sh" ./receiver ./sender "$T" "$KEY"
+  local pid
+  pid=$(sed -n 's/^pid \([0-9]*\) given to \1$/\1/p' "$T/p.out")
+  [ -n "$pid" ] || fail "the pid was not reused: $(cat "$T/p.out")"
+  expect_grep "$T/p.out" '^receiver 1$'
+  expect_grep "$T/r.err" "^receiver: sender $pid died after 0 messages \(0 bytes\)$"
+}
+
+# A system whose msgmax is too small for a session (a private IPC namespace,
+# msgmax 20): the receiver names msgmax and announces no queue. At 55 bytes,
+# enough for one, messages are cut to fit and everything goes through.
+t_tiny_msgmax() {
+  need_root
+  [ -z "${NO_IPC_INFO:-}" ] || skip "built without IPC_INFO: msgmax is not known"
+  printf 'a line longer than fifty-five bytes, which goes in pieces\nshort\n' >"$T/in"
+  # shellcheck disable=SC2016
+  run p unshare --ipc bash -c 'echo 20 >/proc/sys/kernel/msgmax || exit 9
+    "$1" -k "$2" 2>"$3/r1.err"; echo "receiver $?, $(ipcs -q | grep -c ^0x) queues"
+    echo 55 >/proc/sys/kernel/msgmax
+    "$1" -k "$2" >"$3/out" & "$4" -k "$2" -w 5 <"$3/in"; s=$?
+    wait $!; echo "sender $s, receiver $?"' _ ./receiver "$KEY" "$T" ./sender
+  expect_grep "$T/p.out" '^receiver 1, 0 queues$'
+  expect_grep "$T/r1.err" "^receiver: queue $KEY takes messages of at most 20 bytes \(msgmax\): too small for one of 32$"
+  expect_no_grep "$T/r1.err" ready
+  expect_grep "$T/p.out" '^sender 0, receiver 0$'
+  expect_same "$T/in" "$T/out"
+}
+
+# macOS's and FreeBSD's limits (msgmnb = msgmax = 2048), in a private IPC
+# namespace: 1 MB of random bytes, sync and async, byte for byte.
+t_small_system_limits() {
+  need_root
+  head -c 1000000 /dev/urandom >"$T/in"
+  # shellcheck disable=SC2016
+  run p unshare --ipc bash -c 'echo 2048 >/proc/sys/kernel/msgmax && echo 2048 >/proc/sys/kernel/msgmnb || exit 9
+    for mode in --quiet --async; do
+      "$1" -k "$2" -q >"$3/out$mode" & "$4" -k "$2" -w 5 -q "$mode" <"$3/in"; s=$?
+      wait $!; echo "$mode: sender $s, receiver $?"
+    done' _ ./receiver "$KEY" "$T" ./sender
+  expect_grep "$T/p.out" '^--quiet: sender 0, receiver 0$'
+  expect_grep "$T/p.out" '^--async: sender 0, receiver 0$'
+  expect_same "$T/in" "$T/out--quiet"
+  expect_same "$T/in" "$T/out--async"
+}
+
+# Chat over a small queue: replies of 30 to 150 KB, msg_qbytes lowered to 100
+# by the owner before the sender comes. Each reply goes in 84-byte pieces as
+# the sender reads them: nothing cut, nothing refused.
+t_chat_long_replies_small_queue() {
+  local n
+  printf 'one\ntwo\nthree\n' >"$T/in"
+  for n in 30000 150000 60000; do head -c "$n" /dev/zero | tr '\0' r; echo; done >"$T/replies"
+  chat 100
+  expect_same "$T/replies" "$T/s.out"
+}
+
+# A sender of another protocol is refused, told why; the receiver goes on.
+t_other_protocol_refused() {
+  start r "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  "$HOSTILE" "$KEY" hello 99 >"$T/h.out"
+  expect_grep "$T/h.out" '^REFUSE: it speaks protocol 99, this receiver 3$'
+  expect_grep "$T/r.err" '^receiver: refusing sender [0-9]+: it speaks protocol 99, this receiver 3$'
+  run s "${SENDER[@]}" -k "$KEY" -w 5 fine
+  finish r
+  expect_clean_run s
+  expect_status r 0
+}
+
 TESTS+=(
   t_signal_idle_receiver t_ignored_sigint_stays_ignored t_signal_receiver_mid_transfer
   t_signal_receiver_blocked_in_write t_signal_sender_waiting_for_ack
@@ -811,4 +953,6 @@ TESTS+=(
   t_output_file_size_limit t_sender_killed_before_tally t_sigpipe_ignored
   t_stdout_closed_nothing_to_write t_second_receiver_refused t_wait_is_at_least_asked
   t_inherited_blocked_alarm t_inherited_nonblocking_stdin t_inherited_nonblocking_stdout
-  t_zombie_peer t_queue_shrinks_below_a_waiting_message t_random_faults)
+  t_zombie_peer t_queue_shrinks_below_a_waiting_message t_pid_namespace_of_its_own t_pid_namespace_shared
+  t_pid_reused_after_death t_tiny_msgmax t_small_system_limits t_chat_long_replies_small_queue
+  t_other_protocol_refused t_random_faults)
