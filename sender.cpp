@@ -1,12 +1,10 @@
 // sender.cpp - sends its arguments, or else its standard input, line by line
 // through the receiver's queue, and exits 0 only when the receiver reports
-// that it wrote exactly what was sent.
-//
-// The sender never creates or removes the queue: it opens the receiver's
-// (msgget), sends its requests with type 1 (msgsnd) and reads the replies of
-// the type it drew for its session (msgrcv).
+// that it wrote exactly what was sent. It opens the queue (msgget), sends
+// requests of type 1 (msgsnd) and reads replies of its own type (msgrcv).
 #include "common.h"
 
+#include <algorithm>
 #include <ctime>
 #include <string>
 
@@ -14,7 +12,7 @@ namespace {
 
 struct Options {
     key_t key = default_key();
-    long wait = 30;  // seconds, for the queue and for WELCOME
+    long wait = 30;             // seconds, for the queue and then for WELCOME
     bool async = false;
     char** messages = nullptr;  // the MESSAGE arguments, null-terminated
 };
@@ -75,271 +73,213 @@ double now() {
 class Sender {
 public:
     explicit Sender(const Options& o) : opt_(o), deadline_(now() + double(o.wait)) {}
-    bool open_queue();
-    bool hello();
-    bool send_input();
-    bool end();
-    void leave();
+
+    // Either program may start first: wait, within --wait, for the receiver
+    // to create the queue (nothing tells when one appears: look every 50 ms).
+    // Only a queue that we own and created is used: anyone may create one
+    // under our key first, with mode 0666, to read what we send.
+    bool open_queue() {
+        for (bool said = false; (q_ = msgget(opt_.key, 0)) < 0; said = true) {
+            if (errno != ENOENT) return failed("msgget");
+            if (g_signal) return false;
+            if (now() >= deadline_)
+                return complain("no receiver: queue 0x%08x does not exist (waited %ld s)",
+                                unsigned(opt_.key), opt_.wait);
+            if (!said) note("waiting for the receiver to create queue 0x%08x", unsigned(opt_.key));
+            timespec pause = {0, 50'000'000};
+            nanosleep(&pause, nullptr);
+        }
+        msqid_ds ds;
+        if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
+        uid_t me = getuid(), owner = ds.msg_perm.uid != me ? ds.msg_perm.uid : ds.msg_perm.cuid;
+        if (owner != me)
+            return complain("queue 0x%08x belongs to uid %u, not to you; refusing to send to it",
+                            unsigned(opt_.key), unsigned(owner));
+        if (!fits(q_, opt_.key, kMinText)) return false;
+        chunk_ = size_t(message_limit(q_).bytes) - sizeof(Header);
+        return true;
+    }
+
+    // HELLO says who we are and which reply type we drew; WELCOME, of that
+    // type, who the receiver is.
+    bool hello() {
+        uint32_t r;
+        if (getentropy(&r, sizeof r) < 0) return failed("getentropy");
+        session_ = 2 + long(r % uint32_t(kMaxType - 1));
+        Hello me = {kProtocol, int32_t(getpid()), pid_namespace()}, them;
+        Message reply;
+        if (!send(kHello, 0, &me, sizeof me) || !await(reply, kWelcome, 0)) return false;
+        memcpy(&them, reply.data, sizeof them);
+        receiver_ = peer(them.pid);
+        note("connected to receiver %d", int(them.pid));
+        if (confirm_ && *opt_.messages == nullptr) note("type lines to send; Ctrl-D ends");
+        return true;
+    }
+
+    // Each argument is a line; without arguments, standard input is read.
+    // A line longer than a message goes in several DATA.
+    bool send_input() {
+        for (char** arg = opt_.messages; *arg != nullptr; ++arg) {
+            std::string line = std::string(*arg) + '\n';
+            for (size_t at = 0, n; at < line.size(); at += n)
+                if (!send_data(line.data() + at, n = std::min(chunk_, line.size() - at))) return false;
+        }
+        if (*opt_.messages != nullptr) return true;
+        LineReader in(STDIN_FILENO);
+        for (;;) {
+            const char* p = nullptr;
+            ssize_t n = in.next(chunk_, &p);
+            if (n == 0) return true;
+            if (n > 0 ? !send_data(p, size_t(n)) : !interrupted("read") || refused()) return false;
+        }
+    }
+
+    // END carries our tally; the receiver's TALLY must match it. BYE says we
+    // have read it, so that the receiver may remove the queue.
+    bool end() {
+        Message reply;
+        if (!send(kEnd, 0, &sent_, sizeof sent_) || !await(reply, kTally, seq_)) return false;
+        memcpy(&acked_, reply.data, sizeof acked_);
+        if (!send(kBye, 0, nullptr, 0)) return false;
+        said_bye_ = true;
+        unsigned long long bytes = sent_.bytes, n = sent_.messages;
+        if (acked_ != sent_)
+            return complain("the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu"
+                            " were sent", (unsigned long long)acked_.bytes,
+                            (unsigned long long)acked_.messages, bytes, n);
+        note("done: %llu byte%s in %llu message%s delivered", bytes, plural(bytes), n, plural(n));
+        return true;
+    }
+
+    // Stopping early (a signal, an error): tell the receiver, so that it ends
+    // now. IPC_NOWAIT: in a full queue it will find us gone instead.
+    void leave() {
+        if (receiver_.pid == 0 || said_bye_) return;
+        out_.mtype = kRequestType;
+        out_.hdr = Header{int32_t(session_), kLeave, 0, ++seq_, 0};
+        trace("msgsnd", out_, IPC_NOWAIT);
+        (void)msgsnd(q_, &out_, sizeof(Header), IPC_NOWAIT);
+    }
 
 private:
-    bool check_queue();
-    bool send_line(const char* p, size_t n);
-    bool send_data(const char* p, size_t n);
-    bool send(uint16_t kind, uint16_t flags, const void* data, size_t n);
-    bool await(Message& reply, uint16_t kind, uint32_t seq);
-    bool await_ack(uint32_t seq);
-    bool interrupted(const char* call);
-    bool refused();
-    bool failed(const char* call);
+    // One DATA: MORE if it does not end a line. Sync: then its ACK.
+    bool send_data(const char* p, size_t n) {
+        uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
+        if (!send(kData, flags, p, n)) return false;
+        sent_.bytes += n;
+        sent_.messages++;
+        if (opt_.async) return true;
+        Message reply;
+        do {  // an ACK may carry a chat reply, in as many ACKs as it takes
+            if (!await(reply, kAck, seq_)) return false;
+            if (!write_all(STDOUT_FILENO, reply.data, reply.hdr.len)) return failed("write");
+        } while (reply.hdr.flags & kMore);
+        acked_ = sent_;
+        if (confirm_) note("delivered message %u (%zu byte%s)", unsigned(seq_), n, plural(n));
+        return true;
+    }
 
-    const Options& opt_;
-    const bool confirm_ = isatty(STDIN_FILENO) && !g_quiet;  // a person types or watches
-    double deadline_;       // for the queue and the WELCOME (seconds, now())
-    int q_ = -1;            // the queue id
-    long session_ = 0;      // our reply type, drawn at random
-    Peer receiver_;         // once it has welcomed us
-    uint32_t seq_ = 0;      // of the last request sent
-    size_t chunk_ = 0;      // data bytes per message that the queue takes
-    bool queue_full_ = false;  // an async msgsnd met a full queue: it waits from then on
-    bool said_bye_ = false;
-    Tally sent_ = {};       // what we sent
-    Tally acked_ = {};      // what the receiver acknowledged
-    Message out_;           // the request being sent
-};
+    // A request, of type 1. Async DATA goes with IPC_NOWAIT: msgsnd returns
+    // at once, EAGAIN if the queue is full. Nothing is dropped: msgsnd then
+    // waits for room, and from then on always (an offer refused is a copy
+    // wasted). Other requests wait for room at once.
+    bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
+        out_.mtype = kRequestType;
+        out_.hdr = Header{int32_t(session_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n)};
+        memcpy(out_.data, data, n);
+        int wait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
+        trace("msgsnd", out_, wait);
+        while (msgsnd(q_, &out_, sizeof(Header) + n, wait) < 0) {
+            if (errno == EAGAIN && wait) {
+                if (g_verbose) complain("the queue is full: msgsnd waits for room from now on");
+                queue_full_ = true;
+                wait = 0;
+            } else if (!interrupted("msgsnd") || !fits(q_, opt_.key, sizeof(Header) + n)) {
+                return false;  // fits(): msg_qbytes may have been lowered under the message
+            }
+        }
+        return true;
+    }
 
-// Either program may start first: wait, within --wait, for the receiver to
-// create the queue. No notice comes when a queue appears: look every 50 ms.
-bool Sender::open_queue() {
-    bool said = false;
-    while ((q_ = msgget(opt_.key, 0)) < 0) {
-        if (errno != ENOENT) return failed("msgget");
-        if (g_signal) return false;
-        if (now() >= deadline_) {
-            complain("no receiver: queue 0x%08x does not exist (waited %ld s)", unsigned(opt_.key),
-                     opt_.wait);
+    // Waits for the reply of this kind to request seq. A REFUSE ends the session.
+    bool await(Message& reply, uint16_t kind, uint32_t seq) {
+        for (;;) {
+            ssize_t n = msgrcv(q_, &reply, kTextSize, session_, MSG_NOERROR);
+            if (n < 0 && !interrupted("msgrcv")) return false;
+            if (n < 0) continue;
+            trace("msgrcv", reply, 0);
+            if (well_formed(reply, n) && reply.hdr.kind == kRefuse)
+                return complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
+            if (well_formed(reply, n) && reply.hdr.kind == kind && reply.hdr.seq == seq) return true;
+            ignoring("a reply that is no %s to message %u (%zd bytes)", kind_name(kind), unsigned(seq), n);
+        }
+    }
+
+    // While we wait for input, only a REFUSE can come for us (our line
+    // stalled while others waited): a look once a second.
+    bool refused() {
+        Message reply;
+        ssize_t n = msgrcv(q_, &reply, kTextSize, session_, IPC_NOWAIT | MSG_NOERROR);
+        if (n < 0) return false;  // ENOMSG; anything else, the next call will tell
+        trace("msgrcv", reply, IPC_NOWAIT);
+        if (!well_formed(reply, n) || reply.hdr.kind != kRefuse) {
+            ignoring("a reply that answers nothing (%zd bytes)", n);
             return false;
         }
-        if (!said) note("waiting for the receiver to create queue 0x%08x", unsigned(opt_.key));
-        said = true;
-        timespec pause = {0, 50'000'000};
-        nanosleep(&pause, nullptr);
-    }
-    return check_queue();
-}
-
-// Anyone may create a queue under our key first, with mode 0666, to read
-// what we send: only a queue we own and created is used. It must carry a
-// session's largest fixed message, and our data is cut to fit it.
-bool Sender::check_queue() {
-    msqid_ds ds;
-    if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
-    uid_t me = getuid();
-    if (ds.msg_perm.uid != me || ds.msg_perm.cuid != me) {
-        complain("queue 0x%08x belongs to uid %u, not to you; refusing to send to it",
-                 unsigned(opt_.key), unsigned(ds.msg_perm.uid != me ? ds.msg_perm.uid : ds.msg_perm.cuid));
-        return false;
-    }
-    Limit lim = message_limit(q_);
-    if (lim.bytes < 0) return failed("msgctl(IPC_STAT)");
-    if (!fits(q_, opt_.key, kMinText)) return false;
-    chunk_ = size_t(lim.bytes) - sizeof(Header);
-    return true;
-}
-
-// HELLO says who we are, with the reply type we drew: WELCOME, of that type,
-// says who the receiver is. It refuses a sender it cannot serve.
-bool Sender::hello() {
-    uint32_t r;
-    if (getentropy(&r, sizeof r) < 0) return failed("getentropy");
-    session_ = 2 + long(r % uint32_t(kMaxType - 1));
-    Hello me = {kProtocol, int32_t(getpid()), pid_namespace()};
-    Message reply;
-    if (!send(kHello, 0, &me, sizeof me) || !await(reply, kWelcome, 0)) return false;
-    Hello them;
-    memcpy(&them, reply.data, sizeof them);
-    receiver_ = peer(them.pid);
-    note("connected to receiver %d", int(them.pid));
-    if (confirm_ && *opt_.messages == nullptr) note("type lines to send; Ctrl-D ends");
-    return true;
-}
-
-// Each argument is a line; without arguments, standard input is read.
-bool Sender::send_input() {
-    for (char** arg = opt_.messages; *arg != nullptr; ++arg) {
-        std::string line = std::string(*arg) + '\n';
-        if (!send_line(line.data(), line.size())) return false;
-    }
-    if (*opt_.messages != nullptr) return true;
-    LineReader in(STDIN_FILENO);
-    for (;;) {
-        const char* p = nullptr;
-        ssize_t n = in.next(chunk_, &p);
-        if (n == 0) return true;
-        if (n > 0 ? !send_data(p, size_t(n)) : !interrupted("read") || refused()) return false;
-    }
-}
-
-// While we wait for input, only a REFUSE can come for us (our line stalled
-// while others waited): a look once a second.
-bool Sender::refused() {
-    Message reply;
-    ssize_t n = msgrcv(q_, &reply, kTextSize, session_, IPC_NOWAIT | MSG_NOERROR);
-    if (n < 0) return false;  // ENOMSG; anything else, the next call will tell
-    trace("msgrcv", reply, IPC_NOWAIT);
-    if (well_formed(reply, n) && reply.hdr.kind == kRefuse) {
         complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
         return true;
     }
-    complain("ignoring a reply that answers nothing (%zd bytes)", n);
-    return false;
-}
 
-// A line in as many DATA as it takes.
-bool Sender::send_line(const char* p, size_t n) {
-    while (n > 0) {
-        size_t len = n < chunk_ ? n : chunk_;
-        if (!send_data(p, len)) return false;
-        p += len;
-        n -= len;
+    // A blocking call failed. After the watchdog's EINTR, true if all is well:
+    // before WELCOME, --wait has not run out; after it, the receiver lives
+    // and the queue exists. False after a stop signal or an error (said).
+    bool interrupted(const char* call) {
+        if (errno != EINTR) return failed(call);
+        if (g_signal) return false;
+        if (!g_tick) return true;
+        g_tick = 0;
+        msqid_ds ds;
+        if (receiver_.pid == 0 && now() >= deadline_)
+            return complain("no answer from a receiver on queue 0x%08x (waited %ld s)",
+                            unsigned(opt_.key), opt_.wait);
+        if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
+        return receiver_.pid == 0 || alive(receiver_) || failed(nullptr);
     }
-    return true;
-}
 
-// One DATA. Without a final newline it has MORE: the line goes on in the
-// next one (or ends at END). In sync mode, waits for its ACK.
-bool Sender::send_data(const char* p, size_t n) {
-    uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
-    if (!send(kData, flags, p, n)) return false;
-    sent_.bytes += n;
-    sent_.messages++;
-    if (opt_.async) return true;
-    if (!await_ack(seq_)) return false;
-    acked_ = sent_;
-    if (confirm_) note("delivered message %u (%zu byte%s)", unsigned(seq_), n, plural(n));
-    return true;
-}
-
-// END carries our tally; the receiver's TALLY must match it. BYE tells the
-// receiver we have read it, so that it may remove the queue.
-bool Sender::end() {
-    Message reply;
-    if (!send(kEnd, 0, &sent_, sizeof sent_) || !await(reply, kTally, seq_)) return false;
-    memcpy(&acked_, reply.data, sizeof acked_);
-    if (!send(kBye, 0, nullptr, 0)) return false;
-    said_bye_ = true;
-    if (acked_ != sent_) {
-        complain("the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu were sent",
-                 (unsigned long long)acked_.bytes, (unsigned long long)acked_.messages,
-                 (unsigned long long)sent_.bytes, (unsigned long long)sent_.messages);
+    // One line: what failed (a call; none: the receiver died), and how much
+    // the receiver had acknowledged (async: how much was sent). False.
+    bool failed(const char* call) {
+        int e = ipc_errno(q_);
+        if (e == EINTR && g_signal) return false;  // a stop signal: no error
+        char what[160];
+        if (call == nullptr)
+            snprintf(what, sizeof what, "the receiver (pid %d) died", int(receiver_.pid));
+        else
+            snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
+        const Tally& t = opt_.async ? sent_ : acked_;
+        unsigned long long n = t.messages, bytes = t.bytes;
+        if (receiver_.pid == 0)
+            complain("%s", what);
+        else
+            complain("%s; %llu message%s (%llu byte%s) %s", what, n, plural(n), bytes, plural(bytes),
+                     opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
         return false;
     }
-    note("done: %llu bytes in %llu messages delivered", (unsigned long long)sent_.bytes,
-         (unsigned long long)sent_.messages);
-    return true;
-}
 
-// Stopping early (a signal, an error): tell the receiver, so that it ends
-// now. IPC_NOWAIT: in a full queue it will see us gone instead.
-void Sender::leave() {
-    if (receiver_.pid == 0 || said_bye_) return;
-    out_.mtype = kRequestType;
-    out_.hdr = Header{int32_t(session_), kLeave, 0, ++seq_, 0};
-    trace("msgsnd", out_, IPC_NOWAIT);
-    (void)msgsnd(q_, &out_, sizeof(Header), IPC_NOWAIT);
-}
-
-// Sends a request of type 1. Async DATA goes with IPC_NOWAIT: msgsnd returns
-// at once, EAGAIN if the queue is full. Nothing is dropped: msgsnd then
-// waits for room, and keeps waiting from then on (a refused copy is a
-// wasted copy). Every other request waits for room at once.
-bool Sender::send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-    out_.mtype = kRequestType;
-    out_.hdr = Header{int32_t(session_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n)};
-    memcpy(out_.data, data, n);
-    int wait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
-    trace("msgsnd", out_, wait);
-    while (msgsnd(q_, &out_, sizeof(Header) + n, wait) < 0) {
-        if (errno == EAGAIN && wait) {
-            if (g_verbose) complain("the queue is full: msgsnd waits for room from now on");
-            queue_full_ = true;
-            wait = 0;
-        } else if (!interrupted("msgsnd") || !fits(q_, opt_.key, sizeof(Header) + n)) {
-            return false;  // fits(): msg_qbytes may have been lowered under a waiting message
-        }
-    }
-    return true;
-}
-
-// Waits for the reply of this kind to request seq: a REFUSE ends the session.
-bool Sender::await(Message& reply, uint16_t kind, uint32_t seq) {
-    for (;;) {
-        ssize_t n = msgrcv(q_, &reply, kTextSize, session_, MSG_NOERROR);
-        if (n < 0) {
-            if (!interrupted("msgrcv")) return false;
-            continue;
-        }
-        trace("msgrcv", reply, 0);
-        if (well_formed(reply, n) && reply.hdr.kind == kRefuse) {
-            complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
-            return false;
-        }
-        if (well_formed(reply, n) && reply.hdr.kind == kind && reply.hdr.seq == seq) return true;
-        complain("ignoring a reply that is not the %s to message %u (%zd bytes)", kind_name(kind),
-                 unsigned(seq), n);
-    }
-}
-
-// An ACK may carry a chat reply, in as many ACKs as it takes: it goes to
-// stdout.
-bool Sender::await_ack(uint32_t seq) {
-    Message reply;
-    do {
-        if (!await(reply, kAck, seq)) return false;
-        if (!write_all(STDOUT_FILENO, reply.data, reply.hdr.len)) return failed("write");
-    } while (reply.hdr.flags & kMore);
-    return true;
-}
-
-// A blocking call failed. After the watchdog's EINTR, true if all is well:
-// before WELCOME, --wait has not run out; after it, the receiver lives and
-// the queue exists. False after a stop signal or an error, said in a line.
-bool Sender::interrupted(const char* call) {
-    if (errno != EINTR) return failed(call);
-    if (g_signal) return false;
-    if (!g_tick) return true;
-    g_tick = 0;
-    if (receiver_.pid == 0 && now() >= deadline_) {
-        complain("no answer from a receiver on queue 0x%08x (waited %ld s)", unsigned(opt_.key),
-                 opt_.wait);
-        return false;
-    }
-    msqid_ds ds;
-    if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
-    return receiver_.pid == 0 || alive(receiver_) || failed(nullptr);
-}
-
-// One line: what failed (a call, or with none the receiver's death) and how
-// much the receiver had acknowledged by then. False, for the caller.
-bool Sender::failed(const char* call) {
-    int e = ipc_errno(q_);
-    if (e == EINTR && g_signal) return false;  // a stop signal: nothing to report
-    char what[160];
-    if (call == nullptr)
-        snprintf(what, sizeof what, "the receiver (pid %d) died", int(receiver_.pid));
-    else
-        snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
-    if (receiver_.pid == 0)
-        complain("%s", what);
-    else if (opt_.async)
-        complain("%s; %llu message%s (%llu byte%s) sent, none confirmed (--async)", what,
-                 (unsigned long long)sent_.messages, plural(sent_.messages),
-                 (unsigned long long)sent_.bytes, plural(sent_.bytes));
-    else
-        complain("%s; %llu message%s (%llu byte%s) acknowledged", what,
-                 (unsigned long long)acked_.messages, plural(acked_.messages),
-                 (unsigned long long)acked_.bytes, plural(acked_.bytes));
-    return false;
-}
+    const Options& opt_;
+    const bool confirm_ = isatty(STDIN_FILENO) && !g_quiet;  // a person types, and sees
+    double deadline_;          // for the queue, then the WELCOME (seconds, as now())
+    int q_ = -1;               // the queue id
+    long session_ = 0;         // our reply type, drawn at random
+    Peer receiver_;            // once it has welcomed us
+    uint32_t seq_ = 0;         // of the last request sent
+    size_t chunk_ = 0;         // data bytes per message (bytes the queue takes, less the header)
+    bool queue_full_ = false;  // an async msgsnd met a full queue
+    bool said_bye_ = false;
+    Tally sent_ = {};          // what we sent
+    Tally acked_ = {};         // what the receiver acknowledged
+    Message out_;              // the request being sent
+};
 
 }  // namespace
 
@@ -348,11 +288,11 @@ int main(int argc, char** argv) {
     Options opt = parse_options(argc, argv);
     install_signal_handlers();
     Sender s(opt);
-    bool ok = s.open_queue()  // msgget(key, 0): the receiver's queue, once it exists
-              && s.hello()    // HELLO; WELCOME
+    bool ok = s.open_queue()     // msgget(key, 0): the receiver's queue, once it exists
+              && s.hello()       // HELLO; WELCOME
               && s.send_input()  // DATA for each line; in sync mode an ACK for each
-              && s.end();     // END; TALLY, the receiver's count; BYE
-    if (!ok) s.leave();       // LEAVE, unless BYE was said
+              && s.end();        // END; TALLY, the receiver's count; BYE
+    if (!ok) s.leave();          // LEAVE, unless BYE was said
     if (!close_stdout()) ok = false;
     die_if_signalled();
     return ok ? 0 : 1;
