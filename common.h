@@ -1,12 +1,10 @@
 // common.h - the msgq-pair protocol (key, message types, kinds, the message
-// struct), then the few helpers that sender.cpp and receiver.cpp share.
-// README.md, "The protocol", says the same in prose.
+// struct; README.md, "The protocol"), then the helpers both programs share.
 #pragma once
 
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
-#include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -27,9 +25,9 @@
 inline constexpr const char* kVersion = "3.0.0";
 inline constexpr uint32_t kProtocol = 3;  // in HELLO: a sender of another is refused
 
-// The default key: a fixed base plus the real uid, modulo 2^32, so that each
-// uid has its own. The uid whose sum is 0 (IPC_PRIVATE, "a new queue each
-// time") gets the key of uid 2^32 - 1, which is no uid ((uid_t)-1: "none").
+// The default key: a fixed base plus the uid, modulo 2^32: each uid has its
+// own. The uid whose sum is 0 (IPC_PRIVATE: always a new queue) gets that of
+// uid 2^32 - 1, which is no uid ((uid_t)-1 means "none").
 inline constexpr uint32_t kKeyBase = 0x32600000;
 inline key_t default_key() {
     uint32_t key = kKeyBase + uint32_t(getuid());
@@ -54,19 +52,18 @@ enum Kind : uint16_t {
     kTally,      // reply: data: the receiver's Tally of what it wrote
     kRefuse,     // reply: data: why, in words; the session is over
 };
-inline const char* kind_name(unsigned kind) {
-    static const char* const names[] = {"UNKNOWN", "HELLO", "DATA", "END", "BYE", "LEAVE",
-                                        "WELCOME", "ACK", "TALLY", "REFUSE"};
-    return names[kind <= kRefuse ? kind : 0];
-}
-
 enum Flag : uint16_t {
     kMore = 1,   // the line goes on in the next DATA (or ACK, in chat)
     kNoAck = 2,  // async DATA: not acknowledged
 };
+inline const char* kind_name(unsigned kind) {
+    static const char* const names[] = {"UNKNOWN", "HELLO",   "DATA", "END",   "BYE",
+                                        "LEAVE",   "WELCOME", "ACK",  "TALLY", "REFUSE"};
+    return names[kind <= kRefuse ? kind : 0];
+}
 
-// The start of mtext. Only 32-bit fields: the layout is the same on every
-// ABI (a uint64_t is 4-byte aligned on i386, 8 on armhf). Native byte
+// The start of mtext. Only 32-bit fields, so that the layout is the same on
+// every ABI (a uint64_t is 4-byte aligned on i386, 8 on armhf). Native byte
 // order: a System V queue never leaves its machine.
 struct Header {
     int32_t session;  // the session's reply type, in its requests and replies
@@ -77,12 +74,11 @@ struct Header {
 };
 static_assert(sizeof(Header) == 16 && offsetof(Header, seq) == 8, "no padding");
 
-// 8192 bytes is Linux's default msgmax. A message's size is its mtext's:
-// header and data. Only the data in use travels.
-inline constexpr size_t kMsgMax = 8192;
+inline constexpr size_t kMsgMax = 8192;  // mtext bytes at most: Linux's default msgmax
 inline constexpr size_t kMaxData = kMsgMax - sizeof(Header);
 
-// The msgbuf of msgsnd(2) and msgrcv(2): a long mtype, then mtext.
+// The msgbuf of msgsnd(2) and msgrcv(2): a long mtype, then mtext. Their
+// sizes count mtext only, of which the header and the data in use travel.
 struct Message {
     long mtype;
     Header hdr;
@@ -94,9 +90,9 @@ inline constexpr size_t kTextSize = sizeof(Message) - sizeof(long);
 struct Hello {          // HELLO's data (the sender), WELCOME's (the receiver)
     uint32_t protocol;  // kProtocol
     int32_t pid;        // getpid(): the peer watches it to learn of a death
-    uint32_t pid_ns;    // pid_namespace(): where that pid means this process
+    uint32_t pid_ns;    // pid_namespace(): where that pid names this process
 };
-struct Tally {          // END's data (sent), TALLY's (written); the two must agree
+struct Tally {          // END's data (sent), TALLY's (written): they must agree
     uint64_t bytes;     // of DATA
     uint64_t messages;  // DATA messages
     bool operator!=(const Tally& o) const { return bytes != o.bytes || messages != o.messages; }
@@ -106,51 +102,49 @@ static_assert(sizeof(Hello) == 12 && sizeof(Tally) == 16, "no padding");
 // that cannot carry them carries no session.
 inline constexpr size_t kMinText = sizeof(Header) + sizeof(Tally);
 
-// n bytes received (msgrcv's result): the size agrees with the header, and a
-// kind with fixed data has exactly that.
+// n bytes received (msgrcv's result) agree with the header, and with the kind.
 inline bool well_formed(const Message& m, ssize_t n) {
     if (n < ssize_t(sizeof(Header)) || size_t(n) != sizeof(Header) + m.hdr.len) return false;
     if (m.hdr.kind == kHello || m.hdr.kind == kWelcome) return m.hdr.len == sizeof(Hello);
     return (m.hdr.kind != kEnd && m.hdr.kind != kTally) || m.hdr.len == sizeof(Tally);
 }
 
-// ---- Reporting, err(3) style: "receiver: msgrcv: Identifier removed" ---------
+// ---- Reporting on stderr, err(3) style: "receiver: msgrcv: Identifier removed"
 inline const char* g_prog = "msgq-pair";
 inline bool g_quiet = false;    // -q: no status lines
 inline bool g_verbose = false;  // -v: one line per message
 
-inline void vsay(const char* fmt, va_list ap) {
+inline void vsay(const char* prefix, const char* fmt, va_list ap) {
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);
-    fprintf(stderr, "%s: %s\n", g_prog, line);
+    fprintf(stderr, "%s: %s%s\n", g_prog, prefix, line);
 }
 // An error. False, so that a failing step can `return complain(...)`.
 [[gnu::format(printf, 1, 2)]] inline bool complain(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsay(fmt, ap);
+    vsay("", fmt, ap);
     va_end(ap);
     return false;
 }
-// Junk: said in one line ("ignoring ..."), then skipped. True: go on.
+// Junk: said, then skipped. True: go on.
 [[gnu::format(printf, 1, 2)]] inline bool ignoring(const char* fmt, ...) {
-    char what[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
+    vsay("ignoring ", fmt, ap);
     va_end(ap);
-    complain("ignoring %s", what);
     return true;
 }
-[[gnu::format(printf, 1, 2)]] inline void note(const char* fmt, ...) {  // status, unless -q
+// A status line, unless -q.
+[[gnu::format(printf, 1, 2)]] inline void note(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    if (!g_quiet) vsay(fmt, ap);
+    if (!g_quiet) vsay("", fmt, ap);
     va_end(ap);
 }
 inline const char* plural(unsigned long long n) { return n == 1 ? "" : "s"; }
 
-// -v: a message, and the call that moved it, with its msgtyp.
+// -v: a message, and the call that moved it.
 inline void trace(const char* call, const Message& m, int flags) {
     if (g_verbose)
         complain("%s(type %ld%s) %s seq %u, %u bytes%s", call, m.mtype,
@@ -158,18 +152,17 @@ inline void trace(const char* call, const Message& m, int flags) {
                  unsigned(m.hdr.seq), unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
 }
 
-// ---- The command line ---------------------------------------------------------
+// ---- The command line -----------------------------------------------------------
 [[noreturn, gnu::format(printf, 1, 2)]] inline void usage_error(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsay(fmt, ap);
+    vsay("", fmt, ap);
     va_end(ap);
     fprintf(stderr, "Try '%s --help' for more information.\n", g_prog);
     exit(2);
 }
 
-// getopt_long's '?' or ':' as one line of ours (opterr is 0). A long option
-// given an argument it takes none of is named as the table spells it.
+// getopt_long's '?' or ':' in one line of ours (opterr is 0).
 [[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
     const char* arg = argv[optind - 1];
     if (c == ':') usage_error("option '%s' needs an argument", arg);
@@ -179,17 +172,19 @@ inline void trace(const char* call, const Message& m, int flags) {
     usage_error("unknown option '%s'", arg);
 }
 
-// strtoll with every check (TLPI's getLong): all of s, within lo..hi. Base 0
-// takes decimal, 0x hex and 0 octal; the range is shown as documented.
-inline long long parse_number(const char* s, int base, long long lo, long long hi, const char* what) {
+// strtoll with every check (TLPI's getLong): all of s, in lo..hi. Base 0
+// takes decimal, 0x hex and 0 octal.
+inline long long parse_number(const char* s, int base, long long lo, long long hi,
+                              const char* what) {
     char* end = nullptr;
     errno = 0;
     long long v = strtoll(s, &end, base);
     if (end == s || *end != '\0') usage_error("%s: not a number: '%s'", what, s);
     if (errno == ERANGE || v < lo || v > hi)
-        usage_error(base == 8 ? "%s: out of range (%#llo to %#llo): '%s'"
+        usage_error(base == 8   ? "%s: out of range (%#llo to %#llo): '%s'"
                     : base == 0 ? "%s: out of range (%#llx to %#llx): '%s'"
-                                : "%s: out of range (%lld to %lld): '%s'", what, lo, hi, s);
+                                : "%s: out of range (%lld to %lld): '%s'",
+                    what, lo, hi, s);
     return v;
 }
 
@@ -200,20 +195,27 @@ inline long long parse_number(const char* s, int base, long long lo, long long h
     exit(1);
 }
 
-// ---- The queue ------------------------------------------------------------------
-// A call on a removed queue fails with EIDRM if it was blocked when it went,
-// EINVAL after: errno, with such an EINVAL made EIDRM ("Identifier
-// removed"). An EINVAL while the queue is there stays: a message over msgmax.
+// ---- The queue (msgctl(2)) ----------------------------------------------------
+// errno of a failed call on queue q. A removed queue gives EIDRM to a call
+// blocked on it, EINVAL to later ones: that EINVAL is made EIDRM too.
 inline int ipc_errno(int q) {
     int e = errno;
     msqid_ds ds;
     return e == EINVAL && msgctl(q, IPC_STAT, &ds) < 0 ? EIDRM : e;
 }
 
+// The owner or creator of a queue if it is not us (a creator keeps its
+// rights after handing the queue over with IPC_SET); kNoUid if both are us.
+inline constexpr uid_t kNoUid = uid_t(-1);
+inline uid_t stranger(const ipc_perm& p) {
+    uid_t me = getuid();
+    return p.uid != me ? p.uid : p.cuid != me ? p.cuid : kNoUid;
+}
+
 // The largest message (mtext bytes) queue q carries now, and the limit that
-// sets it: a bigger one msgsnd refuses (msgmax: EINVAL), or lets wait for
-// room forever (msg_qbytes). msgmax is known on Linux (IPC_INFO, msgctl(2));
-// elsewhere, or built with NO_IPC_INFO=1, it is taken to be 8192 or more.
+// sets it: msgsnd refuses a bigger one (msgmax: EINVAL) or lets it wait for
+// room forever (msg_qbytes). msgmax is known on Linux (IPC_INFO); elsewhere,
+// or built with NO_IPC_INFO=1, it is taken to be 8192 or more.
 struct Limit {
     long bytes;  // -1: msgctl(IPC_STAT) failed, errno set
     const char* name;
@@ -232,15 +234,16 @@ inline Limit message_limit(int q) {
 }
 
 // Whether queue q takes a message of size bytes now; if not, says which
-// limit is too small. (A failed msgctl is left to the next call to tell.)
+// limit is too small. (A failing msgctl is left to the next call.)
 inline bool fits(int q, key_t key, size_t size) {
     Limit lim = message_limit(q);
     if (lim.bytes < 0 || size <= size_t(lim.bytes)) return true;
-    return complain("queue 0x%08x takes messages of at most %ld bytes (%s): too small for one of %zu",
-                    unsigned(key), lim.bytes, lim.name, size);
+    return complain(
+        "queue 0x%08x takes messages of at most %ld bytes (%s): too small for one of %zu",
+        unsigned(key), lim.bytes, lim.name, size);
 }
 
-// ---- Is the peer alive? (proc(5), pid_namespaces(7)) --------------------------
+// ---- Is the peer alive? (proc(5), pid_namespaces(7)) ----------------------------
 // Our PID namespace: the inode of /proc/self/ns/pid; 0 where none is shown
 // (not Linux, no /proc). A pid names the same process only within one.
 inline uint32_t pid_namespace() {
@@ -265,15 +268,17 @@ inline long long start_time(pid_t pid) {
     const char* name_end = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')'
     char state = 0;
     unsigned long long start = 0;
-    if (!name_end || sscanf(name_end + 2, "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s"
-                                          " %*s %*s %*s %*s %*s %*s %llu", &state, &start) != 2)
+    if (!name_end || sscanf(name_end + 2,
+                            "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s"
+                            " %*s %*s %llu",
+                            &state, &start) != 2)
         return -1;
     return state == 'Z' || state == 'X' ? 0 : (long long)start;
 }
 
-// A peer as seen when it said HELLO or WELCOME. Its start time tells it from
-// a process given its pid later. Where /proc cannot tell, kill(2) decides,
-// and a zombie passes for alive until its parent reaps it.
+// A peer, as seen at HELLO or WELCOME: its start time tells it from another
+// process given its pid later. Where /proc cannot tell, kill(2) decides (a
+// zombie then passes for alive until its parent reaps it).
 struct Peer {
     pid_t pid = 0;  // 0: none yet
     long long start = -1;
@@ -286,38 +291,36 @@ inline bool alive(const Peer& p) {
 }
 
 // ---- Signals (signal(7)) --------------------------------------------------------
-// The handlers only set these. Every blocking call returns EINTR after one
-// (msgsnd and msgrcv are never restarted; SA_RESTART is not set for read and
-// write), and its loop looks at them there.
+// The handlers only set these. A blocking call then fails with EINTR (no
+// SA_RESTART; msgsnd and msgrcv never restart), and its loop looks at them.
 inline volatile sig_atomic_t g_signal = 0;  // a stop signal came: its number
 inline volatile sig_atomic_t g_tick = 0;    // the one-second watchdog fired
 extern "C" inline void on_stop(int sig) { g_signal = sig; }
 extern "C" inline void on_tick(int) { g_tick = 1; }
 
-// Catches the signals that end a process by default and that people send to
-// stop one (one ignored when we started, as a background job's SIGINT, stays
-// ignored); ticks once a second, so that no blocked call waits without a look
-// at the peer; ignores SIGPIPE and SIGXFSZ: a closed pipe or a file-size
-// limit is a write error we report (EPIPE, EFBIG). Unblocks what it catches:
-// the signal mask survives exec.
+// Catches the signals people send to stop a process (one ignored when we
+// started, as a background job's SIGINT, stays so), and SIGALRM, sent once a
+// second so that no blocked call waits without a look at the peer. Ignores
+// SIGPIPE and SIGXFSZ: a closed pipe or a file-size limit is a write error
+// (EPIPE, EFBIG). Unblocks what it catches: the mask survives exec.
 inline void install_signal_handlers() {
-    int stops[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF};
-    struct sigaction stop = {}, tick = {}, old;
-    stop.sa_handler = on_stop;
-    tick.sa_handler = on_tick;
-    sigemptyset(&stop.sa_mask);
-    sigemptyset(&tick.sa_mask);
+    const int stops[] = {SIGHUP,  SIGINT,  SIGQUIT,   SIGTERM, SIGUSR1,
+                         SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF};
     sigset_t caught;
     sigemptyset(&caught);
-    sigaddset(&caught, SIGALRM);
-    for (int sig : stops)
-        if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler != SIG_IGN) sigaddset(&caught, sig);
+    auto catch_signal = [&caught](int sig, void (*handler)(int)) {
+        struct sigaction sa = {}, old;
+        sa.sa_handler = handler;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sig, nullptr, &old) == 0 && (old.sa_handler != SIG_IGN || sig == SIGALRM) &&
+            sigaction(sig, &sa, nullptr) == 0)
+            sigaddset(&caught, sig);
+    };
+    for (int sig : stops) catch_signal(sig, on_stop);
 #if defined(SIGRTMIN)
-    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig)
-        if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler != SIG_IGN) sigaddset(&caught, sig);
+    for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_stop);
 #endif
-    for (int sig = 1; sig < NSIG; ++sig)
-        if (sigismember(&caught, sig) == 1) sigaction(sig, sig == SIGALRM ? &tick : &stop, nullptr);
+    catch_signal(SIGALRM, on_tick);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
     sigprocmask(SIG_UNBLOCK, &caught, nullptr);
@@ -333,15 +336,14 @@ inline void die_if_signalled() {
 }
 
 // ---- Input and output -----------------------------------------------------------
-// A descriptor left non-blocking by whoever started us (the flag belongs to
-// the open file they share): wait until it is ready. False on EINTR.
+// A descriptor left non-blocking by our parent (O_NONBLOCK belongs to the
+// open file it shares): wait until it is ready. False on EINTR.
 inline bool wait_ready(int fd, short events) {
     pollfd p = {fd, events, 0};
     return poll(&p, 1, -1) >= 0;
 }
 
-// Writes all of p. False with errno on a write error, or with EINTR on a
-// stop signal; the watchdog's ticks are ridden out.
+// Writes all of p. False with errno on an error, EINTR on a stop signal.
 inline bool write_all(int fd, const char* p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -354,21 +356,20 @@ inline bool write_all(int fd, const char* p, size_t n) {
     return true;
 }
 
-// Reports an error the kernel kept until the close (NFS, a quota), as cat(1)
-// does. A stdout closed from the start (EBADF) had nothing written to it.
+// An error the kernel kept until the close (NFS, a quota), as cat(1) checks.
+// A stdout closed from the start (EBADF) had nothing written to it.
 inline bool close_stdout() {
-    return close(STDOUT_FILENO) == 0 || errno == EBADF ||
-           complain("close(stdout): %s", strerror(errno));
+    if (close(STDOUT_FILENO) == 0 || errno == EBADF) return true;
+    return complain("close(stdout): %s", strerror(errno));
 }
 
-// Reads fd in 64 KiB blocks, and hands it out in chunks of at most max bytes
-// that end at a newline where one comes soon enough: a longer line is split,
-// never cut.
+// Reads fd in 64 KiB blocks, handed out in chunks of at most max bytes that
+// end at a newline if one comes soon enough: a longer line is split, not cut.
 class LineReader {
 public:
     explicit LineReader(int fd) : fd_(fd) {}
-    // A chunk at *out, of the length returned; 0 at the end of the input; -1
-    // with errno on a read error (EINTR: call again, nothing is lost).
+    // A chunk at *out, of the length returned; 0 at the end; -1 with errno
+    // (EINTR: call again, nothing is lost).
     ssize_t next(size_t max, const char** out) {
         for (;;) {
             size_t n = end_ - begin_ < max ? end_ - begin_ : max;

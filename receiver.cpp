@@ -3,12 +3,12 @@
 // main() is the lab: msgget(IPC_CREAT | IPC_EXCL) creates the queue,
 // Receiver::serve() takes each request (msgrcv of type 1) and sends each
 // reply (msgsnd of the sender's type), msgctl(IPC_RMID) removes the queue.
-#include "common.h"
-
 #include <algorithm>
 #include <deque>
 #include <string>
 #include <vector>
+
+#include "common.h"
 
 namespace {
 
@@ -35,19 +35,21 @@ void usage() {
         "  -h, --help          show this help and exit\n"
         "  -V, --version       show the version and exit\n"
         "\n"
-        "Exit status: 0 every sender finished (said BYE, its tally equal), 1 failure\n"
-        "or a sender that did not finish, 2 usage error. On SIGINT, SIGTERM, SIGHUP,\n"
-        "SIGQUIT and other stop signals it removes the queue, then dies of the signal.\n",
+        "Exit status: 0 if every sender finished with equal tallies, 1 if not, 2 for a\n"
+        "usage error. A stop signal (SIGINT...) removes the queue, then ends it.\n",
         unsigned(default_key()));
 }
 
 Options parse_options(int argc, char** argv) {
-    static const option longopts[] = {
-        {"key", required_argument, nullptr, 'k'},     {"mode", required_argument, nullptr, 'm'},
-        {"senders", required_argument, nullptr, 'n'}, {"reply", no_argument, nullptr, 'r'},
-        {"quiet", no_argument, nullptr, 'q'},         {"verbose", no_argument, nullptr, 'v'},
-        {"help", no_argument, nullptr, 'h'},          {"version", no_argument, nullptr, 'V'},
-        {nullptr, 0, nullptr, 0}};
+    static const option longopts[] = {{"key", required_argument, nullptr, 'k'},
+                                      {"mode", required_argument, nullptr, 'm'},
+                                      {"senders", required_argument, nullptr, 'n'},
+                                      {"reply", no_argument, nullptr, 'r'},
+                                      {"quiet", no_argument, nullptr, 'q'},
+                                      {"verbose", no_argument, nullptr, 'v'},
+                                      {"help", no_argument, nullptr, 'h'},
+                                      {"version", no_argument, nullptr, 'V'},
+                                      {nullptr, 0, nullptr, 0}};
     Options o;
     int c;
     opterr = 0;
@@ -70,51 +72,25 @@ Options parse_options(int argc, char** argv) {
 }
 
 // msgget with IPC_CREAT | IPC_EXCL: a new queue, never one already there
-// (EEXIST). Its id, or -1 once said why.
+// (EEXIST): then says whose it is, and what to do. -1 once said why.
 int create_queue(const Options& o) {
     int q = msgget(o.key, IPC_CREAT | IPC_EXCL | o.mode);
-    if (q >= 0) return q;
-    if (errno != EEXIST) {
-        complain("msgget: %s (queue 0x%08x)", strerror(errno), unsigned(o.key));
-        return -1;
-    }
     msqid_ds ds;
-    int old = msgget(o.key, 0);
-    uid_t me = getuid();
-    if (old < 0 || msgctl(old, IPC_STAT, &ds) < 0)
-        complain("queue 0x%08x belongs to another user; not touching it (use another --key)",
-                 unsigned(o.key));
-    else if (ds.msg_perm.uid != me || ds.msg_perm.cuid != me)
-        complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", unsigned(o.key),
-                 unsigned(ds.msg_perm.uid != me ? ds.msg_perm.uid : ds.msg_perm.cuid));
+    if (q >= 0) return q;
+    unsigned key = unsigned(o.key);
+    if (errno != EEXIST)
+        complain("msgget: %s (queue 0x%08x)", strerror(errno), key);
+    else if ((q = msgget(o.key, 0)) < 0 || msgctl(q, IPC_STAT, &ds) < 0)
+        complain("queue 0x%08x belongs to another user; not touching it (use another --key)", key);
+    else if (uid_t uid = stranger(ds.msg_perm); uid != kNoUid)
+        complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key, uid);
     else
-        complain("queue 0x%08x already exists: another receiver uses it, or a killed one left it;"
-                 " if none runs, remove it with 'ipcrm -Q 0x%08x'", unsigned(o.key), unsigned(o.key));
+        complain(
+            "queue 0x%08x already exists: another receiver uses it, or a killed one left it;"
+            " if none runs, remove it with 'ipcrm -Q 0x%08x'",
+            key, key);
     return -1;
 }
-
-// Standard output, with a buffer for async data. False with errno on a
-// write error.
-class Output {
-public:
-    bool put(const char* p, size_t n) {
-        if (n > sizeof buf_ - used_ && !flush()) return false;
-        if (used_ == 0 && n >= kMaxData / 2) return write_all(STDOUT_FILENO, p, n);  // where it lies
-        memcpy(buf_ + used_, p, n);
-        used_ += n;
-        return true;
-    }
-    bool flush() {
-        size_t n = used_;
-        used_ = 0;
-        return write_all(STDOUT_FILENO, buf_, n);
-    }
-    bool buffered() const { return used_ > 0; }
-
-private:
-    size_t used_ = 0;
-    char buf_[64 * 1024];
-};
 
 struct Session {
     // Open until its END, ended until its BYE; refused (its line stalled)
@@ -126,17 +102,8 @@ struct Session {
     State state = kOpen;
 };
 
-// Others' requests held while a line is open, at most (bytes, counting 64
-// for what holding one costs beyond its size).
-constexpr size_t kHeldMax = size_t(1) << 20;
-constexpr size_t kHeldCost = 64;
-
-// The session a held request names (0 if too short to name one).
-long session_of(const std::string& mtext) {
-    Header h = {};
-    memcpy(&h, mtext.data(), std::min(mtext.size(), sizeof h));
-    return h.session;
-}
+constexpr size_t kHeldMax = 512;       // others' requests held while a line is open: 4 MiB
+constexpr size_t kOutMax = 64 * 1024;  // bytes of async data buffered before a write
 
 class Receiver {
 public:
@@ -156,7 +123,7 @@ private:
     bool step() {
         if (g_tick) return on_tick();
         Message m;
-        ssize_t n = next_request(m, out_.buffered() ? IPC_NOWAIT : 0);
+        ssize_t n = next_request(m, out_.empty() ? 0 : IPC_NOWAIT);
         if (n >= 0) return handle(m, n);
         if (errno == ENOMSG) return flush();
         return errno == EINTR || failed("msgrcv");  // EINTR: serve() and step() look why
@@ -167,11 +134,9 @@ private:
     // Its size, or -1 with errno.
     ssize_t next_request(Message& m, int flags) {
         for (auto it = held_.begin(); it != held_.end(); ++it) {
-            if (owner_ != nullptr && session_of(*it) != owner_->type) continue;
-            ssize_t n = ssize_t(it->size());
-            m.mtype = kRequestType;
-            memcpy(&m.hdr, it->data(), it->size());
-            held_bytes_ -= it->size() + kHeldCost;
+            if (owner_ != nullptr && it->second.hdr.session != owner_->type) continue;
+            ssize_t n = it->first;
+            m = it->second;
             held_.erase(it);
             return n;
         }
@@ -209,13 +174,14 @@ private:
             return ignoring("a HELLO with reply type %ld, pid %d", long(m.hdr.session), int(h.pid));
         char why[64] = "";
         if (h.protocol != kProtocol)
-            snprintf(why, sizeof why, "it speaks protocol %u, this receiver %u", h.protocol, kProtocol);
+            snprintf(why, sizeof why, "it speaks protocol %u, this receiver %u", h.protocol,
+                     kProtocol);
         else if (h.pid_ns != me.pid_ns)
-            snprintf(why, sizeof why, "it runs in another PID namespace");
+            strcpy(why, "it runs in another PID namespace");
         else if (find(m.hdr.session) != nullptr)
-            snprintf(why, sizeof why, "its reply type is another sender's");
+            strcpy(why, "its reply type is another sender's");
         else if (sessions_.size() == opt_.senders)
-            snprintf(why, sizeof why, "it serves no more senders");
+            strcpy(why, "it serves no more senders");
         Session s = {m.hdr.session, peer(h.pid)};
         if (why[0] != '\0') {
             complain("refusing sender %d: %s", int(h.pid), why);
@@ -231,7 +197,8 @@ private:
     // in the buffer until no request waits.
     bool data(Session& s, const Message& m) {
         bool ack = !(m.hdr.flags & kNoAck);
-        if (!out_.put(m.data, m.hdr.len) || (ack && !out_.flush())) return failed("write");
+        out_.append(m.data, m.hdr.len);
+        if ((ack || out_.size() >= kOutMax) && !flush()) return false;
         s.written.bytes += m.hdr.len;
         s.written.messages++;
         owner_ = (m.hdr.flags & kMore) ? &s : nullptr;
@@ -247,10 +214,8 @@ private:
         memcpy(&sent, m.data, sizeof sent);
         if (owner_ == &s) owner_ = nullptr;
         s.state = Session::kEnded;
-        if (sent != s.written) {
-            complain("sender %d sent %llu bytes in %llu messages, but %llu bytes in %llu were written",
-                     int(s.sender.pid), (unsigned long long)sent.bytes, (unsigned long long)sent.messages,
-                     (unsigned long long)s.written.bytes, (unsigned long long)s.written.messages);
+        if (sent != s.written) {  // the sender says by how much
+            complain("sender %d: its END's tally is not what was written", int(s.sender.pid));
             all_clean_ = false;
         }
         return flush() && reply(s, kTally, m.hdr.seq, &s.written, sizeof s.written);
@@ -259,20 +224,18 @@ private:
     // Another sender's request while a line is open waits here, so that lines
     // never mix. Past kHeldMax, the open line's sender is refused: it stalled.
     bool hold(const Message& m, ssize_t n) {
-        keep(m, n);
-        if (held_bytes_ <= kHeldMax) return true;
+        held_.emplace_back(n, m);
+        if (held_.size() < kHeldMax) return true;
         Session& o = *owner_;
-        complain("sender %d stalled in the middle of a line while %zu KiB of other senders'"
-                 " requests waited; refusing the rest", int(o.sender.pid), kHeldMax >> 10);
+        complain(
+            "sender %d stalled in the middle of a line while %zu requests of other senders"
+            " waited; refusing the rest",
+            int(o.sender.pid), kHeldMax);
         owner_ = nullptr;
         o.state = Session::kRefused;
         all_clean_ = false;
         const char* why = "its line stalled while other senders waited";
         return reply(o, kRefuse, 0, why, strlen(why));
-    }
-    void keep(const Message& m, ssize_t n) {
-        held_.emplace_back(reinterpret_cast<const char*>(&m.hdr), size_t(n));
-        held_bytes_ += size_t(n) + kHeldCost;
     }
 
     // Chat: the ACK carries a line read from our stdin, in as many ACKs as it
@@ -284,7 +247,7 @@ private:
             long room = message_limit(q_).bytes - long(sizeof(Header));  // msg_qbytes may shrink
             const char* p = nullptr;
             ssize_t n = stdin_ended_ ? 0 : in_.next(room > 0 ? size_t(room) : 1, &p);
-            if (n < 0 && errno == EINTR && !g_signal) {  // the watchdog: does the sender still wait?
+            if (n < 0 && errno == EINTR && !g_signal) {  // the watchdog: does it still wait?
                 if (alive(s.sender)) continue;
                 break;  // no: on_tick() finishes it
             }
@@ -306,7 +269,8 @@ private:
     // us their requests would be a deadlock. With none there, msgsnd waits
     // for the senders to read their replies; each second the watchdog checks
     // that this one lives, and that the reply still fits (msg_qbytes).
-    bool reply(Session& s, uint16_t kind, uint32_t seq, const void* p, size_t n, uint16_t flags = 0) {
+    bool reply(Session& s, uint16_t kind, uint32_t seq, const void* p, size_t n,
+               uint16_t flags = 0) {
         Message r;
         r.mtype = s.type;
         r.hdr = Header{int32_t(s.type), kind, flags, seq, uint32_t(n)};
@@ -330,11 +294,11 @@ private:
     // held already. True if one was taken.
     bool make_room() {
         Message m;
-        ssize_t n = held_bytes_ >= kHeldMax
-                        ? -1 : msgrcv(q_, &m, kTextSize, kRequestType, IPC_NOWAIT | MSG_NOERROR);
+        if (held_.size() >= kHeldMax) return false;
+        ssize_t n = msgrcv(q_, &m, kTextSize, kRequestType, IPC_NOWAIT | MSG_NOERROR);
         if (n < 0) return false;
         trace("msgrcv", m, IPC_NOWAIT);
-        keep(m, n);
+        held_.emplace_back(n, m);
         return true;
     }
 
@@ -343,14 +307,14 @@ private:
     // dead after its END never said BYE: it did not finish.
     bool on_tick() {
         g_tick = 0;
-        bool dead = false;
-        for (const Session& s : sessions_) dead = dead || (s.state != Session::kDone && !alive(s.sender));
         Message m;
-        for (ssize_t n; dead && !g_signal && (n = next_request(m, IPC_NOWAIT)) >= 0;)
-            if (!handle(m, n)) return false;
-        for (Session& s : sessions_)
-            if (dead && s.state != Session::kDone && !alive(s.sender) && !holds(s))
+        for (Session& s : sessions_) {
+            if (s.state == Session::kDone || alive(s.sender)) continue;
+            for (ssize_t n; !g_signal && (n = next_request(m, IPC_NOWAIT)) >= 0;)
+                if (!handle(m, n)) return false;
+            if (s.state != Session::kDone && !holds(s))
                 finish(s, s.state == Session::kEnded ? "ended without a BYE" : "died");
+        }
         return true;
     }
 
@@ -373,13 +337,19 @@ private:
         return true;
     }
 
-    bool flush() { return out_.flush() || failed("write"); }
+    // Writes what the output buffer holds.
+    bool flush() {
+        bool ok = write_all(STDOUT_FILENO, out_.data(), out_.size());
+        out_.clear();
+        return ok || failed("write");
+    }
 
     // A failed call in one line, err(3) style; nothing after a stop signal,
     // which is no error. False.
     bool failed(const char* call) {
         int e = ipc_errno(q_);
-        if (e != EINTR || !g_signal) complain("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
+        if (e != EINTR || !g_signal)
+            complain("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
         return false;
     }
 
@@ -389,8 +359,8 @@ private:
         return nullptr;
     }
     bool holds(const Session& s) const {
-        for (const std::string& mtext : held_)
-            if (session_of(mtext) == s.type) return true;
+        for (const auto& held : held_)
+            if (held.second.hdr.session == s.type) return true;
         return false;
     }
 
@@ -400,11 +370,10 @@ private:
     unsigned finished_ = 0;          // sessions done, one way or another
     bool all_clean_ = true;          // each done with its BYE, the tallies equal
     Session* owner_ = nullptr;       // the session whose line is open (its DATA had MORE)
-    std::deque<std::string> held_;   // others' requests (mtext) meanwhile, in order
-    size_t held_bytes_ = 0;          // what they cost, counted as for kHeldMax
-    bool stdin_ended_ = false;       // chat: no more replies to read
-    Output out_;
-    LineReader in_{STDIN_FILENO};    // chat replies
+    std::deque<std::pair<ssize_t, Message>> held_;  // others' requests meanwhile, and their sizes
+    bool stdin_ended_ = false;                      // chat: no more replies to read
+    std::string out_;                               // async data not written yet
+    LineReader in_{STDIN_FILENO};                   // chat replies
 };
 
 }  // namespace

@@ -2,17 +2,17 @@
 // through the receiver's queue, and exits 0 only when the receiver reports
 // that it wrote exactly what was sent. It opens the queue (msgget), sends
 // requests of type 1 (msgsnd) and reads replies of its own type (msgrcv).
-#include "common.h"
-
 #include <algorithm>
 #include <ctime>
 #include <string>
+
+#include "common.h"
 
 namespace {
 
 struct Options {
     key_t key = default_key();
-    long wait = 30;             // seconds, for the queue and then for WELCOME
+    long wait = 30;  // seconds, for the queue and then for WELCOME
     bool async = false;
     char** messages = nullptr;  // the MESSAGE arguments, null-terminated
 };
@@ -32,9 +32,8 @@ void usage() {
         "  -h, --help          show this help and exit\n"
         "  -V, --version       show the version and exit\n"
         "\n"
-        "Exit status: 0 all delivered and the receiver's tally agrees, 1 failure,\n"
-        "2 usage error. On SIGINT, SIGTERM, SIGHUP, SIGQUIT and other stop signals\n"
-        "it tells the receiver it leaves, then dies of the signal.\n",
+        "Exit status: 0 if all was delivered and the tallies agree, 1 if not, 2 for a\n"
+        "usage error. A stop signal (SIGINT...) sends LEAVE to the receiver, then ends it.\n",
         unsigned(default_key()));
 }
 
@@ -63,26 +62,19 @@ Options parse_options(int argc, char** argv) {
     return o;
 }
 
-// Seconds on a clock that never jumps: --wait waits at least what it says.
-double now() {
-    timespec ts = {};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
-}
-
 class Sender {
 public:
-    explicit Sender(const Options& o) : opt_(o), deadline_(now() + double(o.wait)) {}
+    explicit Sender(const Options& o) : opt_(o), deadline_(time(nullptr) + o.wait) {}
 
     // Either program may start first: wait, within --wait, for the receiver
     // to create the queue (nothing tells when one appears: look every 50 ms).
-    // Only a queue that we own and created is used: anyone may create one
-    // under our key first, with mode 0666, to read what we send.
+    // Use it only if we own and created it: anyone may create a queue under
+    // our key first, with mode 0666, to read what we send.
     bool open_queue() {
         for (bool said = false; (q_ = msgget(opt_.key, 0)) < 0; said = true) {
             if (errno != ENOENT) return failed("msgget");
             if (g_signal) return false;
-            if (now() >= deadline_)
+            if (time(nullptr) > deadline_)
                 return complain("no receiver: queue 0x%08x does not exist (waited %ld s)",
                                 unsigned(opt_.key), opt_.wait);
             if (!said) note("waiting for the receiver to create queue 0x%08x", unsigned(opt_.key));
@@ -91,10 +83,9 @@ public:
         }
         msqid_ds ds;
         if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
-        uid_t me = getuid(), owner = ds.msg_perm.uid != me ? ds.msg_perm.uid : ds.msg_perm.cuid;
-        if (owner != me)
+        if (uid_t uid = stranger(ds.msg_perm); uid != kNoUid)
             return complain("queue 0x%08x belongs to uid %u, not to you; refusing to send to it",
-                            unsigned(opt_.key), unsigned(owner));
+                            unsigned(opt_.key), unsigned(uid));
         if (!fits(q_, opt_.key, kMinText)) return false;
         chunk_ = size_t(message_limit(q_).bytes) - sizeof(Header);
         return true;
@@ -116,13 +107,13 @@ public:
         return true;
     }
 
-    // Each argument is a line; without arguments, standard input is read.
-    // A line longer than a message goes in several DATA.
+    // Each argument is a line; without arguments, standard input is read. A
+    // line longer than a message goes in several DATA.
     bool send_input() {
         for (char** arg = opt_.messages; *arg != nullptr; ++arg) {
             std::string line = std::string(*arg) + '\n';
-            for (size_t at = 0, n; at < line.size(); at += n)
-                if (!send_data(line.data() + at, n = std::min(chunk_, line.size() - at))) return false;
+            for (size_t at = 0; at < line.size(); at += chunk_)
+                if (!send_data(line.data() + at, std::min(chunk_, line.size() - at))) return false;
         }
         if (*opt_.messages != nullptr) return true;
         LineReader in(STDIN_FILENO);
@@ -130,7 +121,8 @@ public:
             const char* p = nullptr;
             ssize_t n = in.next(chunk_, &p);
             if (n == 0) return true;
-            if (n > 0 ? !send_data(p, size_t(n)) : !interrupted("read") || refused()) return false;
+            if (n > 0 && !send_data(p, size_t(n))) return false;
+            if (n < 0 && (!interrupted("read") || refused())) return false;
         }
     }
 
@@ -144,9 +136,10 @@ public:
         said_bye_ = true;
         unsigned long long bytes = sent_.bytes, n = sent_.messages;
         if (acked_ != sent_)
-            return complain("the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu"
-                            " were sent", (unsigned long long)acked_.bytes,
-                            (unsigned long long)acked_.messages, bytes, n);
+            return complain(
+                "the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu"
+                " were sent",
+                (unsigned long long)acked_.bytes, (unsigned long long)acked_.messages, bytes, n);
         note("done: %llu byte%s in %llu message%s delivered", bytes, plural(bytes), n, plural(n));
         return true;
     }
@@ -155,14 +148,14 @@ public:
     // now. IPC_NOWAIT: in a full queue it will find us gone instead.
     void leave() {
         if (receiver_.pid == 0 || said_bye_) return;
-        out_.mtype = kRequestType;
         out_.hdr = Header{int32_t(session_), kLeave, 0, ++seq_, 0};
         trace("msgsnd", out_, IPC_NOWAIT);
         (void)msgsnd(q_, &out_, sizeof(Header), IPC_NOWAIT);
     }
 
 private:
-    // One DATA: MORE if it does not end a line. Sync: then its ACK.
+    // One DATA: MORE if it does not end a line. Sync: then its ACK, which may
+    // carry a chat reply, in as many ACKs as it takes.
     bool send_data(const char* p, size_t n) {
         uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
         if (!send(kData, flags, p, n)) return false;
@@ -170,7 +163,7 @@ private:
         sent_.messages++;
         if (opt_.async) return true;
         Message reply;
-        do {  // an ACK may carry a chat reply, in as many ACKs as it takes
+        do {
             if (!await(reply, kAck, seq_)) return false;
             if (!write_all(STDOUT_FILENO, reply.data, reply.hdr.len)) return failed("write");
         } while (reply.hdr.flags & kMore);
@@ -184,7 +177,6 @@ private:
     // waits for room, and from then on always (an offer refused is a copy
     // wasted). Other requests wait for room at once.
     bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-        out_.mtype = kRequestType;
         out_.hdr = Header{int32_t(session_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n)};
         memcpy(out_.data, data, n);
         int wait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
@@ -208,24 +200,28 @@ private:
             if (n < 0 && !interrupted("msgrcv")) return false;
             if (n < 0) continue;
             trace("msgrcv", reply, 0);
-            if (well_formed(reply, n) && reply.hdr.kind == kRefuse)
-                return complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
-            if (well_formed(reply, n) && reply.hdr.kind == kind && reply.hdr.seq == seq) return true;
-            ignoring("a reply that is no %s to message %u (%zd bytes)", kind_name(kind), unsigned(seq), n);
+            if (refusal(reply, n)) return false;
+            if (well_formed(reply, n) && reply.hdr.kind == kind && reply.hdr.seq == seq)
+                return true;
+            ignoring("a reply that is no %s to message %u (%zd bytes)", kind_name(kind),
+                     unsigned(seq), n);
         }
     }
 
-    // While we wait for input, only a REFUSE can come for us (our line
-    // stalled while others waited): a look once a second.
+    // While we wait for input only a REFUSE can come for us (our line stalled
+    // while others waited): a look once a second.
     bool refused() {
         Message reply;
         ssize_t n = msgrcv(q_, &reply, kTextSize, session_, IPC_NOWAIT | MSG_NOERROR);
         if (n < 0) return false;  // ENOMSG; anything else, the next call will tell
         trace("msgrcv", reply, IPC_NOWAIT);
-        if (!well_formed(reply, n) || reply.hdr.kind != kRefuse) {
-            ignoring("a reply that answers nothing (%zd bytes)", n);
-            return false;
-        }
+        if (refusal(reply, n)) return true;
+        ignoring("a reply that answers nothing (%zd bytes)", n);
+        return false;
+    }
+
+    bool refusal(const Message& reply, ssize_t n) {
+        if (!well_formed(reply, n) || reply.hdr.kind != kRefuse) return false;
         complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
         return true;
     }
@@ -239,46 +235,46 @@ private:
         if (!g_tick) return true;
         g_tick = 0;
         msqid_ds ds;
-        if (receiver_.pid == 0 && now() >= deadline_)
+        if (receiver_.pid == 0 && time(nullptr) > deadline_)
             return complain("no answer from a receiver on queue 0x%08x (waited %ld s)",
                             unsigned(opt_.key), opt_.wait);
         if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
         return receiver_.pid == 0 || alive(receiver_) || failed(nullptr);
     }
 
-    // One line: what failed (a call; none: the receiver died), and how much
-    // the receiver had acknowledged (async: how much was sent). False.
+    // One line: the call that failed (err(3) style) or, with none, the
+    // receiver's death; and how much the receiver had acknowledged (async:
+    // how much was sent). Nothing after a stop signal, which is no error.
     bool failed(const char* call) {
         int e = ipc_errno(q_);
-        if (e == EINTR && g_signal) return false;  // a stop signal: no error
+        if (e == EINTR && g_signal) return false;
         char what[160];
         if (call == nullptr)
             snprintf(what, sizeof what, "the receiver (pid %d) died", int(receiver_.pid));
         else
-            snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
+            snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e),
+                     unsigned(opt_.key));
         const Tally& t = opt_.async ? sent_ : acked_;
         unsigned long long n = t.messages, bytes = t.bytes;
-        if (receiver_.pid == 0)
-            complain("%s", what);
-        else
-            complain("%s; %llu message%s (%llu byte%s) %s", what, n, plural(n), bytes, plural(bytes),
-                     opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
-        return false;
+        if (receiver_.pid == 0) return complain("%s", what);
+        return complain("%s; %llu message%s (%llu byte%s) %s", what, n, plural(n), bytes,
+                        plural(bytes),
+                        opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
     }
 
     const Options& opt_;
     const bool confirm_ = isatty(STDIN_FILENO) && !g_quiet;  // a person types, and sees
-    double deadline_;          // for the queue, then the WELCOME (seconds, as now())
+    time_t deadline_;          // for the queue, then WELCOME: once past it, --wait is over
     int q_ = -1;               // the queue id
     long session_ = 0;         // our reply type, drawn at random
     Peer receiver_;            // once it has welcomed us
     uint32_t seq_ = 0;         // of the last request sent
-    size_t chunk_ = 0;         // data bytes per message (bytes the queue takes, less the header)
+    size_t chunk_ = 0;         // data bytes per message: what the queue takes, less the header
     bool queue_full_ = false;  // an async msgsnd met a full queue
     bool said_bye_ = false;
-    Tally sent_ = {};          // what we sent
-    Tally acked_ = {};         // what the receiver acknowledged
-    Message out_;              // the request being sent
+    Tally sent_ = {};                       // what we sent
+    Tally acked_ = {};                      // what the receiver acknowledged
+    Message out_ = {kRequestType, {}, {}};  // the request being sent
 };
 
 }  // namespace

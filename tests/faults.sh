@@ -524,7 +524,7 @@ t_more_stop_signals() {
 }
 
 # Sender a stalls in the middle of a long line; async sender b sends 12 MB
-# meanwhile, held back in memory so that lines do not mix. At 1 MiB the
+# meanwhile, held back in memory so that lines do not mix. At 512 (4 MiB) the
 # receiver gives up a's line instead of growing: a is refused and told why,
 # b's data follows a's part-line in the output.
 t_stalled_line_bounded() {
@@ -543,7 +543,7 @@ t_stalled_line_bounded() {
   expect_status a 1
   expect_grep "$T/a.err" '^sender: the receiver refused: its line stalled while other senders waited$'
   expect_status r 1
-  expect_grep "$T/r.err" "^receiver: sender $a_pid stalled in the middle of a line while 1024 KiB of other senders' requests waited; refusing the rest$"
+  expect_grep "$T/r.err" "^receiver: sender $a_pid stalled in the middle of a line while 512 requests of other senders waited; refusing the rest$"
   expect_grep "$T/r.err" "^receiver: sender $a_pid left after 1 message \(8176 bytes\)$"
   { head -c 8176 /dev/zero | tr '\0' a; cat "$T/b"; } >"$T/want"
   expect_same "$T/want" "$T/r.out"

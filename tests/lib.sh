@@ -71,6 +71,7 @@ session() {
 # session_sender [SENDER-OPTION]... : the sender alone, for a receiver r
 # started otherwise.
 session_sender() {
+  rm -f "$T/fifo"
   mkfifo "$T/fifo"
   exec 3<>"$T/fifo"
   IN=$T/fifo start s "${SENDER[@]}" -k "$KEY" -w 10 "$@"
