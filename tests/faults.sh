@@ -847,7 +847,8 @@ t_pid_namespace_shared() {
 # The receiver is stopped; its sender is killed, and its pid handed to a new
 # process (ns_last_pid, in a PID namespace of the test's own, where nothing
 # else forks). Continued, the receiver must not take the newcomer for its
-# sender: it says the sender died, within 3 s, and ends.
+# sender: it says the sender died, within 3 s, and ends. (SIGINT would not
+# do as a last resort: a script's background job starts with it ignored.)
 t_pid_reused_after_death() {
   need_root
   cat >"$T/inner.sh" <<'EOF'
@@ -858,6 +859,7 @@ r=$!
 "$2" -k "$4" -w 5 <"$3/fifo" 2>"$3/s.err" &
 s=$!
 until grep -q connected "$3/s.err"; do sleep 0.02; done
+sleep 0.1  # start times count 10 ms ticks: the newcomer must start in a later one
 kill -STOP $r
 kill -KILL $s
 wait $s
@@ -866,7 +868,7 @@ sleep 60 &
 echo "pid $s given to $!"
 kill -CONT $r
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do kill -0 $r 2>/dev/null && sleep 0.2; done
-kill -0 $r 2>/dev/null && echo "the receiver still waits after 3 s" && kill -INT $r
+kill -0 $r 2>/dev/null && echo "the receiver still waits after 3 s" && kill -TERM $r
 wait $r
 echo "receiver $?"
 kill %2

@@ -12,6 +12,7 @@
 
 WRAP=${WRAP:-}          # e.g. "valgrind -q --error-exitcode=1"
 LIMIT=${LIMIT:-60}      # seconds a test may take
+JOBS=${JOBS:-4}         # tests run at once
 read -r -a wrap_words <<<"$WRAP"
 SENDER=(env --default-signal "${wrap_words[@]}" ./sender)
 RECEIVER=(env --default-signal "${wrap_words[@]}" ./receiver)
@@ -22,9 +23,7 @@ trap 'rm -rf "$TOP"' EXIT
 passed=0
 failed=0
 skipped=0
-count=0
-key_base=$((0x7e000000 + ($$ % 4096) * 256))
-key_next=0  # keys are taken from key_base on, skipping any in use
+key_base=$((0x7e000000 + ($$ % 256) * 0x10000))  # test i has key_base + i
 TESTS=()
 
 fail() { printf '%s\n' "$*" >>"$T/failures"; }
@@ -207,15 +206,13 @@ after_test() {
   fi
 }
 
+# run_test NAME INDEX : runs test NAME in its folder $TOP/NAME with the key
+# key_base + INDEX (or, if someone else's queue has it, one 0x1000 further);
+# its verdict (ok, FAIL, skip) and the lines to print go to files there.
 run_test() {
-  local t=$1 tp ticks=0
-  count=$((count + 1))
-  KEY=$(printf '0x%08x' $((key_base + key_next)))
-  while queue_exists; do  # someone else's queue: not this test's key
-    key_next=$((key_next + 1))
-    KEY=$(printf '0x%08x' $((key_base + key_next)))
-  done
-  key_next=$((key_next + 1))
+  local t=$1 tp ticks=0 verdict
+  KEY=$(printf '0x%08x' $((key_base + $2)))
+  while queue_exists; do KEY=$(printf '0x%08x' $((KEY + 0x1000))); done
   T=$TOP/$t
   mkdir -p "$T"
   : >"$T/pids"
@@ -233,16 +230,36 @@ run_test() {
   wait "$tp"
   after_test
   if [ -s "$T/failures" ]; then
-    failed=$((failed + 1))
-    printf 'FAIL %s\n' "$t"
-    sed 's/^/    /' "$T/failures" "$T/log" | head -40
+    verdict=FAIL
+    { printf 'FAIL %s\n' "$t"; sed 's/^/    /' "$T/failures" "$T/log" | head -40; } >"$T/result"
   elif [ -e "$T/skipped" ]; then
-    skipped=$((skipped + 1))
-    printf 'skip %s: %s\n' "$t" "$(cat "$T/skipped")"
+    verdict=skip
+    printf 'skip %s: %s\n' "$t" "$(cat "$T/skipped")" >"$T/result"
   else
-    passed=$((passed + 1))
-    printf 'ok   %s%s\n' "$t" "$([ ! -s "$T/note" ] || printf ' (%s)' "$(cat "$T/note")")"
+    verdict=ok
+    printf 'ok   %s%s\n' "$t" "$([ ! -s "$T/note" ] || printf ' (%s)' "$(cat "$T/note")")" >"$T/result"
   fi
+  echo "$verdict" >"$T/verdict"
+}
+
+# run_tests NAME... : runs them, JOBS at a time (they wait on seconds-long
+# ticks more than on the CPU), then prints their results in order.
+run_tests() {
+  local t i=0
+  for t in "$@"; do
+    while [ "$(jobs -pr | wc -l)" -ge "$JOBS" ]; do wait -n; done
+    run_test "$t" "$i" &
+    i=$((i + 1))
+  done
+  wait
+  for t in "$@"; do
+    cat "$TOP/$t/result" 2>/dev/null || printf 'FAIL %s: no result\n' "$t"
+    case $(cat "$TOP/$t/verdict" 2>/dev/null) in
+      ok) passed=$((passed + 1)) ;;
+      skip) skipped=$((skipped + 1)) ;;
+      *) failed=$((failed + 1)) ;;
+    esac
+  done
 }
 
 summary() {

@@ -3,7 +3,8 @@
 #
 # Usage: tests/run.sh [SUITE]...   SUITE: basic, faults (default: both)
 # Environment: WRAP="valgrind ..." runs every sender and receiver under it;
-# SOAK=1 makes the random fault run long; ONLY=REGEX runs matching tests.
+# SOAK=1 makes the random fault run long; ONLY=REGEX runs matching tests;
+# JOBS=N runs N tests at once (default 4).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 # shellcheck source=tests/lib.sh
@@ -20,7 +21,9 @@ for suite in "${suites[@]}"; do
   . "tests/$suite.sh"
 done
 
+chosen=()
 for t in "${TESTS[@]}"; do
-  [[ $t =~ ${ONLY:-.} ]] && run_test "$t"
+  [[ $t =~ ${ONLY:-.} ]] && chosen+=("$t")
 done
+run_tests "${chosen[@]}"
 summary
