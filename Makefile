@@ -1,7 +1,8 @@
 # msgq-pair: a sender and a receiver over one System V message queue.
-# Your CXXFLAGS, CPPFLAGS and LDFLAGS are added after the project's own.
-# NO_IPC_INFO=1 builds what other systems get: no Linux IPC_INFO query, the
-# 8192-byte default as msgmax (run `make clean` when you switch).
+# Your CXXFLAGS, CPPFLAGS and LDFLAGS are added after the project's own
+# (make CXXFLAGS=-m32 LDFLAGS=-m32 test: the 32-bit build). NO_IPC_INFO=1
+# builds what other systems get: no Linux IPC_INFO query, msgmax taken to be
+# 8192 or more. Run `make clean` when you switch.
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -31,10 +32,10 @@ bench/raw: bench/raw.cpp
 	$(CXX) $(ALL_CPPFLAGS) $(ALL_CXXFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
 
 test check: all tests/hostile bench/raw
-	bash tests/run.sh
+	NO_IPC_INFO=$(NO_IPC_INFO) bash tests/run.sh
 
 soak: all tests/hostile
-	SOAK=1 LIMIT=1200 bash tests/run.sh faults  # 200 random faults take minutes
+	SOAK=1 LIMIT=1200 NO_IPC_INFO=$(NO_IPC_INFO) bash tests/run.sh faults  # 200 random faults take minutes
 
 demo: all
 	./run_demo.sh
