@@ -274,7 +274,7 @@ private:
         Message r;
         r.mtype = s.type;
         r.hdr = Header{int32_t(s.type), kind, flags, seq, uint32_t(n)};
-        memcpy(r.data, p, n);
+        if (n > 0) memcpy(r.data, p, n);
         int wait = IPC_NOWAIT;
         trace("msgsnd", r, wait);
         while (msgsnd(q_, &r, sizeof(Header) + n, wait) < 0) {

@@ -178,7 +178,7 @@ private:
     // wasted). Other requests wait for room at once.
     bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
         out_.hdr = Header{int32_t(session_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n)};
-        memcpy(out_.data, data, n);
+        if (n > 0) memcpy(out_.data, data, n);
         int wait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
         trace("msgsnd", out_, wait);
         while (msgsnd(q_, &out_, sizeof(Header) + n, wait) < 0) {
