@@ -8,7 +8,7 @@
 //                                  kind and data (waits at most 5 s)
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
 //   hostile KEY fill [TYPE]        fill the queue with messages of TYPE (42)
-//   hostile KEY squat              create the queue under KEY with mode 0666
+//   hostile KEY squat [MODE]       create the queue under KEY, mode 0666 or MODE
 //   hostile KEY handover UID       make UID the owner (the creator stays)
 //   hostile KEY count              print how many messages the queue holds
 //   hostile nonblock CMD...        run CMD with its stdin and stdout O_NONBLOCK
@@ -84,8 +84,8 @@ int main(int argc, char** argv) {
     if (argc < 3) usage_error("usage: hostile KEY junk|hello V|qbytes N|fill [TYPE]|squat|handover UID|count");
     key_t key = key_t(parse_number(argv[1], 0, 1, 0xffffffffLL, "KEY"));
     std::string what = argv[2];
-    long long arg = argc > 3 ? parse_number(argv[3], 0, 1, 0x7fffffff, what.c_str()) : 0;
-    if (what == "squat") return msgget(key, IPC_CREAT | IPC_EXCL | 0666) < 0 ? 1 : 0;
+    long long arg = argc > 3 ? parse_number(argv[3], 0, 0, 0x7fffffff, what.c_str()) : 0;
+    if (what == "squat") return msgget(key, IPC_CREAT | IPC_EXCL | int(arg ? arg : 0666)) < 0;
     int id = queue_of(key);
     if (what == "junk") junk(id);
     if (what == "hello") return hello(id, uint32_t(arg));
