@@ -105,8 +105,13 @@ inline constexpr size_t kMinText = sizeof(Header) + sizeof(Tally);
 // n bytes received (msgrcv's result) agree with the header, and with the kind.
 inline bool well_formed(const Message& m, ssize_t n) {
     if (n < ssize_t(sizeof(Header)) || size_t(n) != sizeof(Header) + m.hdr.len) return false;
-    if (m.hdr.kind == kHello || m.hdr.kind == kWelcome) return m.hdr.len == sizeof(Hello);
-    return (m.hdr.kind != kEnd && m.hdr.kind != kTally) || m.hdr.len == sizeof(Tally);
+    switch (m.hdr.kind) {
+    case kHello:
+    case kWelcome: return m.hdr.len == sizeof(Hello);
+    case kEnd:
+    case kTally: return m.hdr.len == sizeof(Tally);
+    default: return true;
+    }
 }
 
 // ---- Reporting on stderr, err(3) style: "receiver: msgrcv: Identifier removed"
@@ -144,12 +149,12 @@ inline void vsay(const char* prefix, const char* fmt, va_list ap) {
 }
 inline const char* plural(unsigned long long n) { return n == 1 ? "" : "s"; }
 
-// -v: a message, and the call that moved it.
+// -v: a message, and the call that moved it: "sender: msgsnd(type 1) DATA seq 3, 12 bytes".
 inline void trace(const char* call, const Message& m, int flags) {
-    if (g_verbose)
-        complain("%s(type %ld%s) %s seq %u, %u bytes%s", call, m.mtype,
-                 (flags & IPC_NOWAIT) ? ", IPC_NOWAIT" : "", kind_name(m.hdr.kind),
-                 unsigned(m.hdr.seq), unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
+    if (!g_verbose) return;
+    fprintf(stderr, "%s: %s(type %ld%s) %s seq %u, %u bytes%s\n", g_prog, call, m.mtype,
+            (flags & IPC_NOWAIT) ? ", IPC_NOWAIT" : "", kind_name(m.hdr.kind), unsigned(m.hdr.seq),
+            unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
 }
 
 // ---- The command line -----------------------------------------------------------
@@ -162,12 +167,15 @@ inline void trace(const char* call, const Message& m, int flags) {
     exit(2);
 }
 
-// getopt_long's '?' or ':' in one line of ours (opterr is 0).
+// getopt_long's '?' (unknown) or ':' (argument missing) in one line of ours
+// (opterr is 0). For "--async=yes", glibc sets optopt to the option's val:
+// it is named as the table spells it, however it was abbreviated.
 [[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
     const char* arg = argv[optind - 1];
     if (c == ':') usage_error("option '%s' needs an argument", arg);
-    for (const option* o = longopts; o->name && optopt && strncmp(arg, "--", 2) == 0; ++o)
-        if (o->val == optopt) usage_error("option '--%s' takes no argument", o->name);
+    if (strncmp(arg, "--", 2) == 0 && optopt != 0)
+        for (const option* o = longopts; o->name != nullptr; ++o)
+            if (o->val == optopt) usage_error("option '--%s' takes no argument", o->name);
     if (optopt != 0) usage_error("unknown option '-%c'", optopt);
     usage_error("unknown option '%s'", arg);
 }
@@ -180,12 +188,10 @@ inline long long parse_number(const char* s, int base, long long lo, long long h
     errno = 0;
     long long v = strtoll(s, &end, base);
     if (end == s || *end != '\0') usage_error("%s: not a number: '%s'", what, s);
-    if (errno == ERANGE || v < lo || v > hi)
-        usage_error(base == 8   ? "%s: out of range (%#llo to %#llo): '%s'"
-                    : base == 0 ? "%s: out of range (%#llx to %#llx): '%s'"
-                                : "%s: out of range (%lld to %lld): '%s'",
-                    what, lo, hi, s);
-    return v;
+    if (errno != ERANGE && v >= lo && v <= hi) return v;
+    if (base == 8) usage_error("%s: out of range (%#llo to %#llo): '%s'", what, lo, hi, s);
+    if (base == 0) usage_error("%s: out of range (%#llx to %#llx): '%s'", what, lo, hi, s);
+    usage_error("%s: out of range (%lld to %lld): '%s'", what, lo, hi, s);
 }
 
 // After --help or --version: the output counts, so its close is checked.
@@ -204,12 +210,13 @@ inline int ipc_errno(int q) {
     return e == EINVAL && msgctl(q, IPC_STAT, &ds) < 0 ? EIDRM : e;
 }
 
-// The owner or creator of a queue if it is not us (a creator keeps its
-// rights after handing the queue over with IPC_SET); kNoUid if both are us.
+// Who else owns or created a queue (a creator keeps its rights after handing
+// the queue over with IPC_SET): that uid, or kNoUid if both are us.
 inline constexpr uid_t kNoUid = uid_t(-1);
-inline uid_t stranger(const ipc_perm& p) {
+inline uid_t foreign_uid(const ipc_perm& p) {
     uid_t me = getuid();
-    return p.uid != me ? p.uid : p.cuid != me ? p.cuid : kNoUid;
+    if (p.uid != me) return p.uid;
+    return p.cuid != me ? p.cuid : kNoUid;
 }
 
 // The largest message (mtext bytes) queue q carries now, and the limit that
@@ -217,16 +224,16 @@ inline uid_t stranger(const ipc_perm& p) {
 // room forever (msg_qbytes). msgmax is known on Linux (IPC_INFO); elsewhere,
 // or built with NO_IPC_INFO=1, it is taken to be 8192 or more.
 struct Limit {
-    long bytes;  // -1: msgctl(IPC_STAT) failed, errno set
-    const char* name;
+    long bytes;        // -1: msgctl(IPC_STAT) failed, errno set
+    const char* name;  // "msgmax", "msg_qbytes" or "the protocol's maximum"
 };
 inline Limit message_limit(int q) {
     Limit lim = {long(kMsgMax), "the protocol's maximum"};
     msqid_ds ds;
-    if (msgctl(q, IPC_STAT, &ds) < 0) return {-1, "msgctl(IPC_STAT)"};
+    if (msgctl(q, IPC_STAT, &ds) < 0) return {-1, ""};
     if (ds.msg_qbytes < msglen_t(lim.bytes)) lim = {long(ds.msg_qbytes), "msg_qbytes"};
 #if defined(__linux__) && !defined(MSGQ_NO_IPC_INFO)
-    msginfo info;
+    msginfo info;  // IPC_INFO fills a struct msginfo through msgctl's msqid_ds pointer
     if (msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) >= 0 && info.msgmax < lim.bytes)
         lim = {long(info.msgmax), "msgmax"};
 #endif
@@ -256,7 +263,7 @@ inline uint32_t pid_namespace() {
 // or it shows another PID namespace than ours, as /proc/self then says).
 inline long long start_time(pid_t pid) {
     char path[64], me[32], line[512];
-    ssize_t n = readlink("/proc/self", path, sizeof path);
+    ssize_t n = readlink("/proc/self", path, sizeof path);  // our pid, if /proc is of our namespace
     snprintf(me, sizeof me, "%d", int(getpid()));
     if (n != ssize_t(strlen(me)) || memcmp(path, me, size_t(n)) != 0) return -1;
     snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
@@ -265,15 +272,12 @@ inline long long start_time(pid_t pid) {
     n = read(fd, line, sizeof line - 1);
     close(fd);
     line[n > 0 ? n : 0] = '\0';
-    const char* name_end = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')'
-    char state = 0;
-    unsigned long long start = 0;
-    if (!name_end || sscanf(name_end + 2,
-                            "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s"
-                            " %*s %*s %llu",
-                            &state, &start) != 2)
-        return -1;
-    return state == 'Z' || state == 'X' ? 0 : (long long)start;
+    const char* p = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')' and spaces
+    if (p == nullptr || p[1] != ' ') return -1;
+    char state = p[2];  // field 3
+    for (int field = 3; p != nullptr && field <= 22; ++field) p = strchr(p + 1, ' ');
+    if (p == nullptr) return -1;  // p is now just before field 22
+    return state == 'Z' || state == 'X' ? 0 : strtoll(p + 1, nullptr, 10);
 }
 
 // A peer, as seen at HELLO or WELCOME: its start time tells it from another
@@ -312,9 +316,9 @@ inline void install_signal_handlers() {
         struct sigaction sa = {}, old;
         sa.sa_handler = handler;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(sig, nullptr, &old) == 0 && (old.sa_handler != SIG_IGN || sig == SIGALRM) &&
-            sigaction(sig, &sa, nullptr) == 0)
-            sigaddset(&caught, sig);
+        if (sigaction(sig, nullptr, &old) < 0) return;
+        if (old.sa_handler == SIG_IGN && sig != SIGALRM) return;  // it stays ignored
+        if (sigaction(sig, &sa, nullptr) == 0) sigaddset(&caught, sig);
     };
     for (int sig : stops) catch_signal(sig, on_stop);
 #if defined(SIGRTMIN)
@@ -343,7 +347,8 @@ inline bool wait_ready(int fd, short events) {
     return poll(&p, 1, -1) >= 0;
 }
 
-// Writes all of p. False with errno on an error, EINTR on a stop signal.
+// Writes all of p. False with errno on an error, EINTR on a stop signal (a
+// tick only retries: a stalled reader is waited for, as long as it takes).
 inline bool write_all(int fd, const char* p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -375,7 +380,7 @@ public:
             size_t n = end_ - begin_ < max ? end_ - begin_ : max;
             const char* nl = static_cast<const char*>(memchr(buf_ + begin_, '\n', n));
             if (nl) n = size_t(nl - (buf_ + begin_)) + 1;
-            if (n > 0 && (nl || n == max || eof_)) {
+            if (n > 0 && (nl || n == max || eof_)) {  // a line, a full chunk, or the last bytes
                 *out = buf_ + begin_;
                 begin_ += n;
                 return ssize_t(n);

@@ -75,20 +75,25 @@ Options parse_options(int argc, char** argv) {
 // (EEXIST): then says whose it is, and what to do. -1 once said why.
 int create_queue(const Options& o) {
     int q = msgget(o.key, IPC_CREAT | IPC_EXCL | o.mode);
-    msqid_ds ds;
     if (q >= 0) return q;
     unsigned key = unsigned(o.key);
-    if (errno != EEXIST)
-        complain("msgget: %s (queue 0x%08x)", strerror(errno), key);
-    else if ((q = msgget(o.key, 0)) < 0 || msgctl(q, IPC_STAT, &ds) < 0)
+    msqid_ds ds;
+    int old = errno == EEXIST ? msgget(o.key, 0) : -1;
+    if (old >= 0 && msgctl(old, IPC_STAT, &ds) == 0) {
+        if (uid_t uid = foreign_uid(ds.msg_perm); uid != kNoUid)
+            complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key,
+                     uid);
+        else
+            complain(
+                "queue 0x%08x already exists: another receiver uses it, or a killed one left"
+                " it; if none runs, remove it with 'ipcrm -Q 0x%08x'",
+                key, key);
+    } else if (errno == EACCES) {  // IPC_STAT needs read permission
         complain("queue 0x%08x belongs to another user; not touching it (use another --key)", key);
-    else if (uid_t uid = stranger(ds.msg_perm); uid != kNoUid)
-        complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key, uid);
-    else
-        complain(
-            "queue 0x%08x already exists: another receiver uses it, or a killed one left it;"
-            " if none runs, remove it with 'ipcrm -Q 0x%08x'",
-            key, key);
+    } else {
+        complain("%s: %s (queue 0x%08x)", old < 0 ? "msgget" : "msgctl(IPC_STAT)", strerror(errno),
+                 key);
+    }
     return -1;
 }
 
@@ -104,6 +109,11 @@ struct Session {
 
 constexpr size_t kHeldMax = 512;       // others' requests held while a line is open: 4 MiB
 constexpr size_t kOutMax = 64 * 1024;  // bytes of async data buffered before a write
+
+struct Held {  // a request taken out of the queue before its turn
+    ssize_t size;
+    Message m;
+};
 
 class Receiver {
 public:
@@ -134,9 +144,9 @@ private:
     // Its size, or -1 with errno.
     ssize_t next_request(Message& m, int flags) {
         for (auto it = held_.begin(); it != held_.end(); ++it) {
-            if (owner_ != nullptr && it->second.hdr.session != owner_->type) continue;
-            ssize_t n = it->first;
-            m = it->second;
+            if (owner_ != nullptr && it->m.hdr.session != owner_->type) continue;
+            ssize_t n = it->size;
+            m = it->m;
             held_.erase(it);
             return n;
         }
@@ -158,8 +168,9 @@ private:
         switch (m.hdr.kind) {
         case kData: return data(*s, m);
         case kEnd: return end(*s, m);
-        case kBye: return finish(*s, s->state == Session::kEnded ? nullptr : "said BYE before END");
-        case kLeave: return finish(*s, s->state == Session::kRefused ? "left" : "was interrupted");
+        case kBye:
+            return s->state == Session::kEnded ? finished(*s) : gone(*s, "said BYE before END");
+        case kLeave: return gone(*s, s->state == Session::kRefused ? "left" : "was interrupted");
         }
         return ignoring("%s from sender %d: no request", kind_name(m.hdr.kind), int(s->sender.pid));
     }
@@ -224,7 +235,7 @@ private:
     // Another sender's request while a line is open waits here, so that lines
     // never mix. Past kHeldMax, the open line's sender is refused: it stalled.
     bool hold(const Message& m, ssize_t n) {
-        held_.emplace_back(n, m);
+        held_.push_back(Held{n, m});
         if (held_.size() < kHeldMax) return true;
         Session& o = *owner_;
         complain(
@@ -275,36 +286,37 @@ private:
         r.mtype = s.type;
         r.hdr = Header{int32_t(s.type), kind, flags, seq, uint32_t(n)};
         if (n > 0) memcpy(r.data, p, n);
-        int wait = IPC_NOWAIT;
-        trace("msgsnd", r, wait);
-        while (msgsnd(q_, &r, sizeof(Header) + n, wait) < 0) {
-            if (errno == EAGAIN) {
-                wait = make_room() ? IPC_NOWAIT : 0;
+        int nowait = IPC_NOWAIT;
+        trace("msgsnd", r, nowait);
+        while (msgsnd(q_, &r, sizeof(Header) + n, nowait) < 0) {
+            if (errno == EAGAIN) {  // full: make room, or else wait for it
+                nowait = make_room() ? IPC_NOWAIT : 0;
                 continue;
             }
             if (errno != EINTR) return failed("msgsnd");
             if (g_signal || !fits(q_, opt_.key, sizeof(Header) + n)) return false;
-            if (!alive(s.sender)) return true;  // it reads no more: on_tick() finishes it
-            wait = IPC_NOWAIT;
+            if (!alive(s.sender)) return true;  // it reads no more: on_tick() ends its session
+            nowait = IPC_NOWAIT;
         }
         return true;
     }
 
-    // Takes a request out of a full queue and holds it, unless kHeldMax is
-    // held already. True if one was taken.
+    // Takes a request out of a full queue and holds it, to be handled in its
+    // turn. True if there was one. Not bounded by kHeldMax: a cap here could
+    // leave the reply, and so everyone, waiting; each request taken makes room.
     bool make_room() {
         Message m;
-        if (held_.size() >= kHeldMax) return false;
         ssize_t n = msgrcv(q_, &m, kTextSize, kRequestType, IPC_NOWAIT | MSG_NOERROR);
         if (n < 0) return false;
         trace("msgrcv", m, IPC_NOWAIT);
-        held_.emplace_back(n, m);
+        held_.push_back(Held{n, m});
         return true;
     }
 
-    // Once a second: a sender that died without a word is finished, once
-    // what it sent before it died (in the queue, or held) is handled. One
-    // dead after its END never said BYE: it did not finish.
+    // Once a second: a sender that died without a word has its session ended,
+    // but only after all it sent before it died, in the queue or held, is
+    // handled (so every waiting request is handled first). One dead after its
+    // END never said BYE: it did not finish.
     bool on_tick() {
         g_tick = 0;
         Message m;
@@ -313,25 +325,35 @@ private:
             for (ssize_t n; !g_signal && (n = next_request(m, IPC_NOWAIT)) >= 0;)
                 if (!handle(m, n)) return false;
             if (s.state != Session::kDone && !holds(s))
-                finish(s, s.state == Session::kEnded ? "ended without a BYE" : "died");
+                gone(s, s.state == Session::kEnded ? "ended without a BYE" : "died");
         }
         return true;
     }
 
-    // The session is over: with BYE (how is null), or as how says. True.
-    bool finish(Session& s, const char* how) {
+    // BYE: the sender read its TALLY, and is done with the queue. True.
+    bool finished(Session& s) {
         unsigned long long n = s.written.messages, bytes = s.written.bytes;
-        if (how == nullptr)
-            note("sender %d finished: %llu byte%s in %llu message%s", int(s.sender.pid), bytes,
-                 plural(bytes), n, plural(n));
-        else
-            complain("sender %d %s after %llu message%s (%llu byte%s)", int(s.sender.pid), how, n,
-                     plural(n), bytes, plural(bytes));
-        all_clean_ = all_clean_ && how == nullptr;
+        note("sender %d finished: %llu byte%s in %llu message%s", int(s.sender.pid), bytes,
+             plural(bytes), n, plural(n));
+        return close_session(s);
+    }
+
+    // The session ended another way: how says which, in an error line. True.
+    bool gone(Session& s, const char* how) {
+        unsigned long long n = s.written.messages, bytes = s.written.bytes;
+        complain("sender %d %s after %llu message%s (%llu byte%s)", int(s.sender.pid), how, n,
+                 plural(n), bytes, plural(bytes));
+        all_clean_ = false;
+        return close_session(s);
+    }
+
+    // Either way: no more requests are read from it, and replies it will never
+    // read are taken out of the queue (msgrcv of its type). True.
+    bool close_session(Session& s) {
         if (owner_ == &s) owner_ = nullptr;
         s.state = Session::kDone;
         ++finished_;
-        Message m;  // replies it will never read must not fill the queue
+        Message m;
         while (msgrcv(q_, &m, kTextSize, s.type, IPC_NOWAIT | MSG_NOERROR) >= 0) {
         }
         return true;
@@ -359,8 +381,8 @@ private:
         return nullptr;
     }
     bool holds(const Session& s) const {
-        for (const auto& held : held_)
-            if (held.second.hdr.session == s.type) return true;
+        for (const Held& h : held_)
+            if (h.m.hdr.session == s.type) return true;
         return false;
     }
 
@@ -370,10 +392,10 @@ private:
     unsigned finished_ = 0;          // sessions done, one way or another
     bool all_clean_ = true;          // each done with its BYE, the tallies equal
     Session* owner_ = nullptr;       // the session whose line is open (its DATA had MORE)
-    std::deque<std::pair<ssize_t, Message>> held_;  // others' requests meanwhile, and their sizes
-    bool stdin_ended_ = false;                      // chat: no more replies to read
-    std::string out_;                               // async data not written yet
-    LineReader in_{STDIN_FILENO};                   // chat replies
+    std::deque<Held> held_;          // requests taken out before their turn, in order
+    bool stdin_ended_ = false;       // chat: no more replies to read
+    std::string out_;                // data received, not yet written
+    LineReader in_{STDIN_FILENO};    // chat replies
 };
 
 }  // namespace

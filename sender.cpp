@@ -71,23 +71,27 @@ public:
     // Use it only if we own and created it: anyone may create a queue under
     // our key first, with mode 0666, to read what we send.
     bool open_queue() {
-        for (bool said = false; (q_ = msgget(opt_.key, 0)) < 0; said = true) {
+        bool said = false;
+        while ((q_ = msgget(opt_.key, 0)) < 0) {
             if (errno != ENOENT) return failed("msgget");
             if (g_signal) return false;
             if (time(nullptr) > deadline_)
                 return complain("no receiver: queue 0x%08x does not exist (waited %ld s)",
                                 unsigned(opt_.key), opt_.wait);
             if (!said) note("waiting for the receiver to create queue 0x%08x", unsigned(opt_.key));
+            said = true;
             timespec pause = {0, 50'000'000};
             nanosleep(&pause, nullptr);
         }
         msqid_ds ds;
         if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
-        if (uid_t uid = stranger(ds.msg_perm); uid != kNoUid)
+        if (uid_t uid = foreign_uid(ds.msg_perm); uid != kNoUid)
             return complain("queue 0x%08x belongs to uid %u, not to you; refusing to send to it",
                             unsigned(opt_.key), unsigned(uid));
+        Limit limit = message_limit(q_);
+        if (limit.bytes < 0) return failed("msgctl(IPC_STAT)");
         if (!fits(q_, opt_.key, kMinText)) return false;
-        chunk_ = size_t(message_limit(q_).bytes) - sizeof(Header);
+        chunk_ = size_t(limit.bytes) - sizeof(Header);
         return true;
     }
 
@@ -103,7 +107,7 @@ public:
         memcpy(&them, reply.data, sizeof them);
         receiver_ = peer(them.pid);
         note("connected to receiver %d", int(them.pid));
-        if (confirm_ && *opt_.messages == nullptr) note("type lines to send; Ctrl-D ends");
+        if (interactive_ && *opt_.messages == nullptr) note("type lines to send; Ctrl-D ends");
         return true;
     }
 
@@ -122,7 +126,8 @@ public:
             ssize_t n = in.next(chunk_, &p);
             if (n == 0) return true;
             if (n > 0 && !send_data(p, size_t(n))) return false;
-            if (n < 0 && (!interrupted("read") || refused())) return false;
+            if (n < 0 && !keep_waiting("read")) return false;
+            if (n < 0 && refused()) return false;
         }
     }
 
@@ -130,16 +135,17 @@ public:
     // have read it, so that the receiver may remove the queue.
     bool end() {
         Message reply;
+        Tally written;
         if (!send(kEnd, 0, &sent_, sizeof sent_) || !await(reply, kTally, seq_)) return false;
-        memcpy(&acked_, reply.data, sizeof acked_);
+        memcpy(&written, reply.data, sizeof written);
         if (!send(kBye, 0, nullptr, 0)) return false;
         said_bye_ = true;
         unsigned long long bytes = sent_.bytes, n = sent_.messages;
-        if (acked_ != sent_)
+        if (written != sent_)
             return complain(
                 "the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu"
                 " were sent",
-                (unsigned long long)acked_.bytes, (unsigned long long)acked_.messages, bytes, n);
+                (unsigned long long)written.bytes, (unsigned long long)written.messages, bytes, n);
         note("done: %llu byte%s in %llu message%s delivered", bytes, plural(bytes), n, plural(n));
         return true;
     }
@@ -147,13 +153,15 @@ public:
     // Stopping early (a signal, an error): tell the receiver, so that it ends
     // now. IPC_NOWAIT: in a full queue it will find us gone instead.
     void leave() {
-        if (receiver_.pid == 0 || said_bye_) return;
-        out_.hdr = Header{int32_t(session_), kLeave, 0, ++seq_, 0};
-        trace("msgsnd", out_, IPC_NOWAIT);
-        (void)msgsnd(q_, &out_, sizeof(Header), IPC_NOWAIT);
+        if (!welcomed() || said_bye_) return;
+        Message m = {kRequestType, Header{int32_t(session_), kLeave, 0, ++seq_, 0}, {}};
+        trace("msgsnd", m, IPC_NOWAIT);
+        (void)msgsnd(q_, &m, sizeof(Header), IPC_NOWAIT);
     }
 
 private:
+    bool welcomed() const { return receiver_.pid != 0; }
+
     // One DATA: MORE if it does not end a line. Sync: then its ACK, which may
     // carry a chat reply, in as many ACKs as it takes.
     bool send_data(const char* p, size_t n) {
@@ -168,7 +176,7 @@ private:
             if (!write_all(STDOUT_FILENO, reply.data, reply.hdr.len)) return failed("write");
         } while (reply.hdr.flags & kMore);
         acked_ = sent_;
-        if (confirm_) note("delivered message %u (%zu byte%s)", unsigned(seq_), n, plural(n));
+        if (interactive_) note("delivered message %u (%zu byte%s)", unsigned(seq_), n, plural(n));
         return true;
     }
 
@@ -177,16 +185,17 @@ private:
     // waits for room, and from then on always (an offer refused is a copy
     // wasted). Other requests wait for room at once.
     bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-        out_.hdr = Header{int32_t(session_), kind, flags, kind == kHello ? 0 : ++seq_, uint32_t(n)};
-        if (n > 0) memcpy(out_.data, data, n);
-        int wait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
-        trace("msgsnd", out_, wait);
-        while (msgsnd(q_, &out_, sizeof(Header) + n, wait) < 0) {
-            if (errno == EAGAIN && wait) {
+        uint32_t seq = kind == kHello ? 0 : ++seq_;
+        Message m = {kRequestType, Header{int32_t(session_), kind, flags, seq, uint32_t(n)}, {}};
+        if (n > 0) memcpy(m.data, data, n);
+        int nowait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
+        trace("msgsnd", m, nowait);
+        while (msgsnd(q_, &m, sizeof(Header) + n, nowait) < 0) {
+            if (errno == EAGAIN && nowait) {
                 if (g_verbose) complain("the queue is full: msgsnd waits for room from now on");
                 queue_full_ = true;
-                wait = 0;
-            } else if (!interrupted("msgsnd") || !fits(q_, opt_.key, sizeof(Header) + n)) {
+                nowait = 0;
+            } else if (!keep_waiting("msgsnd") || !fits(q_, opt_.key, sizeof(Header) + n)) {
                 return false;  // fits(): msg_qbytes may have been lowered under the message
             }
         }
@@ -197,7 +206,7 @@ private:
     bool await(Message& reply, uint16_t kind, uint32_t seq) {
         for (;;) {
             ssize_t n = msgrcv(q_, &reply, kTextSize, session_, MSG_NOERROR);
-            if (n < 0 && !interrupted("msgrcv")) return false;
+            if (n < 0 && !keep_waiting("msgrcv")) return false;
             if (n < 0) continue;
             trace("msgrcv", reply, 0);
             if (refusal(reply, n)) return false;
@@ -209,7 +218,7 @@ private:
     }
 
     // While we wait for input only a REFUSE can come for us (our line stalled
-    // while others waited): a look once a second.
+    // while others waited): a look once a second. True if it came.
     bool refused() {
         Message reply;
         ssize_t n = msgrcv(q_, &reply, kTextSize, session_, IPC_NOWAIT | MSG_NOERROR);
@@ -220,50 +229,54 @@ private:
         return false;
     }
 
+    // A REFUSE says why the session is over: said, true.
     bool refusal(const Message& reply, ssize_t n) {
         if (!well_formed(reply, n) || reply.hdr.kind != kRefuse) return false;
         complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
         return true;
     }
 
-    // A blocking call failed. After the watchdog's EINTR, true if all is well:
-    // before WELCOME, --wait has not run out; after it, the receiver lives
-    // and the queue exists. False after a stop signal or an error (said).
-    bool interrupted(const char* call) {
+    // A blocking call failed: true if it is to be called again. That is after
+    // the watchdog's EINTR, as long as the session may go on: no stop signal,
+    // --wait not over before WELCOME, the queue and the receiver still there.
+    bool keep_waiting(const char* call) {
         if (errno != EINTR) return failed(call);
         if (g_signal) return false;
         if (!g_tick) return true;
         g_tick = 0;
         msqid_ds ds;
-        if (receiver_.pid == 0 && time(nullptr) > deadline_)
+        if (!welcomed() && time(nullptr) > deadline_)
             return complain("no answer from a receiver on queue 0x%08x (waited %ld s)",
                             unsigned(opt_.key), opt_.wait);
         if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
-        return receiver_.pid == 0 || alive(receiver_) || failed(nullptr);
+        if (!welcomed() || alive(receiver_)) return true;
+        char what[64];
+        snprintf(what, sizeof what, "the receiver (pid %d) died", int(receiver_.pid));
+        return report(what);
     }
 
-    // One line: the call that failed (err(3) style) or, with none, the
-    // receiver's death; and how much the receiver had acknowledged (async:
-    // how much was sent). Nothing after a stop signal, which is no error.
+    // A failed call, err(3) style; nothing after a stop signal, no error. False.
     bool failed(const char* call) {
         int e = ipc_errno(q_);
         if (e == EINTR && g_signal) return false;
         char what[160];
-        if (call == nullptr)
-            snprintf(what, sizeof what, "the receiver (pid %d) died", int(receiver_.pid));
-        else
-            snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e),
-                     unsigned(opt_.key));
+        snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
+        return report(what);
+    }
+
+    // What went wrong, in one line with how much the receiver had acknowledged
+    // (async: how much was sent). False.
+    bool report(const char* what) {
         const Tally& t = opt_.async ? sent_ : acked_;
         unsigned long long n = t.messages, bytes = t.bytes;
-        if (receiver_.pid == 0) return complain("%s", what);
+        if (!welcomed()) return complain("%s", what);
         return complain("%s; %llu message%s (%llu byte%s) %s", what, n, plural(n), bytes,
                         plural(bytes),
                         opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
     }
 
     const Options& opt_;
-    const bool confirm_ = isatty(STDIN_FILENO) && !g_quiet;  // a person types, and sees
+    const bool interactive_ = isatty(STDIN_FILENO) && !g_quiet;  // prompt, and confirm each line
     time_t deadline_;          // for the queue, then WELCOME: once past it, --wait is over
     int q_ = -1;               // the queue id
     long session_ = 0;         // our reply type, drawn at random
@@ -272,9 +285,8 @@ private:
     size_t chunk_ = 0;         // data bytes per message: what the queue takes, less the header
     bool queue_full_ = false;  // an async msgsnd met a full queue
     bool said_bye_ = false;
-    Tally sent_ = {};                       // what we sent
-    Tally acked_ = {};                      // what the receiver acknowledged
-    Message out_ = {kRequestType, {}, {}};  // the request being sent
+    Tally sent_ = {};   // what we sent
+    Tally acked_ = {};  // what the receiver acknowledged
 };
 
 }  // namespace
