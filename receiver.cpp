@@ -107,12 +107,15 @@ struct Session {
     State state = kOpen;
 };
 
-constexpr size_t kHeldMax = 512;       // others' requests held while a line is open: 4 MiB
+// Others' requests held while a line is open, at most (bytes, counting
+// kHeldCost for what holding one costs beyond its mtext).
+constexpr size_t kHeldMax = size_t(4) << 20;
+constexpr size_t kHeldCost = 64;
 constexpr size_t kOutMax = 64 * 1024;  // bytes of async data buffered before a write
 
-struct Held {  // a request taken out of the queue before its turn
-    ssize_t size;
-    Message m;
+struct Held {           // a request taken out of the queue before its turn
+    int32_t session;    // its hdr.session (0 if too short to have one)
+    std::string mtext;  // as msgrcv gave it
 };
 
 class Receiver {
@@ -144,9 +147,11 @@ private:
     // Its size, or -1 with errno.
     ssize_t next_request(Message& m, int flags) {
         for (auto it = held_.begin(); it != held_.end(); ++it) {
-            if (owner_ != nullptr && it->m.hdr.session != owner_->type) continue;
-            ssize_t n = it->size;
-            m = it->m;
+            if (owner_ != nullptr && it->session != owner_->type) continue;
+            m.mtype = kRequestType;
+            memcpy(&m.hdr, it->mtext.data(), it->mtext.size());
+            ssize_t n = ssize_t(it->mtext.size());
+            held_bytes_ -= it->mtext.size() + kHeldCost;
             held_.erase(it);
             return n;
         }
@@ -235,13 +240,13 @@ private:
     // Another sender's request while a line is open waits here, so that lines
     // never mix. Past kHeldMax, the open line's sender is refused: it stalled.
     bool hold(const Message& m, ssize_t n) {
-        held_.push_back(Held{n, m});
-        if (held_.size() < kHeldMax) return true;
+        keep(m, n);
+        if (held_bytes_ <= kHeldMax) return true;
         Session& o = *owner_;
         complain(
-            "sender %d stalled in the middle of a line while %zu requests of other senders"
-            " waited; refusing the rest",
-            int(o.sender.pid), kHeldMax);
+            "sender %d stalled in the middle of a line while %zu MiB of other senders'"
+            " requests waited; refusing the rest",
+            int(o.sender.pid), kHeldMax >> 20);
         owner_ = nullptr;
         o.state = Session::kRefused;
         all_clean_ = false;
@@ -309,8 +314,15 @@ private:
         ssize_t n = msgrcv(q_, &m, kTextSize, kRequestType, IPC_NOWAIT | MSG_NOERROR);
         if (n < 0) return false;
         trace("msgrcv", m, IPC_NOWAIT);
-        held_.push_back(Held{n, m});
+        keep(m, n);
         return true;
+    }
+
+    void keep(const Message& m, ssize_t n) {
+        int32_t session = size_t(n) >= sizeof(Header) ? m.hdr.session : 0;
+        held_.push_back(
+            Held{session, std::string(reinterpret_cast<const char*>(&m.hdr), size_t(n))});
+        held_bytes_ += size_t(n) + kHeldCost;
     }
 
     // Once a second: a sender that died without a word has its session ended,
@@ -382,7 +394,7 @@ private:
     }
     bool holds(const Session& s) const {
         for (const Held& h : held_)
-            if (h.m.hdr.session == s.type) return true;
+            if (h.session == s.type) return true;
         return false;
     }
 
@@ -393,6 +405,7 @@ private:
     bool all_clean_ = true;          // each done with its BYE, the tallies equal
     Session* owner_ = nullptr;       // the session whose line is open (its DATA had MORE)
     std::deque<Held> held_;          // requests taken out before their turn, in order
+    size_t held_bytes_ = 0;          // what they cost, counted as for kHeldMax
     bool stdin_ended_ = false;       // chat: no more replies to read
     std::string out_;                // data received, not yet written
     LineReader in_{STDIN_FILENO};    // chat replies

@@ -195,8 +195,9 @@ private:
                 if (g_verbose) complain("the queue is full: msgsnd waits for room from now on");
                 queue_full_ = true;
                 nowait = 0;
-            } else if (!keep_waiting("msgsnd") || !fits(q_, opt_.key, sizeof(Header) + n)) {
-                return false;  // fits(): msg_qbytes may have been lowered under the message
+            } else if (!keep_waiting("msgsnd") || (welcomed() && refused()) ||
+                       !fits(q_, opt_.key, sizeof(Header) + n)) {
+                return false;  // a REFUSE may take the room we wait for; msg_qbytes may shrink
             }
         }
         return true;
@@ -217,8 +218,9 @@ private:
         }
     }
 
-    // While we wait for input only a REFUSE can come for us (our line stalled
-    // while others waited): a look once a second. True if it came.
+    // While we wait for input, or for room to send, only a REFUSE can come for
+    // us (our line stalled while others waited): a look once a second. True
+    // if it came.
     bool refused() {
         Message reply;
         ssize_t n = msgrcv(q_, &reply, kTextSize, session_, IPC_NOWAIT | MSG_NOERROR);

@@ -531,23 +531,17 @@ t_more_stop_signals() {
 
 size_is() { [ "$(stat -c %s "$1")" -eq "$2" ]; }
 
-# stalled_line [QBYTES WIDTH]: sender a stalls in the middle of a long line;
-# async sender b sends 3 MB in lines of WIDTH bytes (999) meanwhile, held
-# back in memory so that lines do not mix. At 512 held (4 MiB) the receiver
-# gives up a's line instead of growing: a is refused and told why, b's data
-# follows a's part-line in the output.
+# stalled_line [QBYTES WIDTH SIZE]: sender a stalls in the middle of a long
+# line; async sender b sends SIZE bytes (6 MB) in lines of WIDTH (999)
+# meanwhile, held back in memory so that lines do not mix. Past 4 MiB held
+# the receiver gives up a's line instead of growing: a is refused and told
+# why, b's data follows a's part-line in the output.
 stalled_line() {
-  local piece=8176 width=${2:-999} cpu=() low=()
+  local piece=8176 width=${2:-999}
   mkfifo "$T/fa"
   exec 5<>"$T/fa"
-  head -c 3000000 /dev/zero | tr '\0' b | fold -w "$((width - 1))" >"$T/b"
-  # With QBYTES: b and the receiver on one CPU, the receiver at the lowest
-  # priority, so that b refills the queue as soon as the receiver takes one.
-  if [ -n "${1:-}" ]; then
-    cpu=(taskset -c 0)
-    low=(nice -n 19)
-  fi
-  start r "${cpu[@]}" "${low[@]}" "${RECEIVER[@]}" -k "$KEY" --senders 2
+  head -c "${3:-6000000}" /dev/zero | tr '\0' b | fold -w "$((width - 1))" >"$T/b"
+  start r "${RECEIVER[@]}" -k "$KEY" --senders 2
   if [ -n "${1:-}" ]; then
     wait_queue
     "$HOSTILE" "$KEY" qbytes "$1"
@@ -557,7 +551,7 @@ stalled_line() {
   IN=$T/fa start a "${SENDER[@]}" -k "$KEY" -w 10
   head -c 9000 /dev/zero | tr '\0' a >&5  # whole messages go, then the line stalls
   wait_until size_is "$T/r.out" $((piece * pieces))
-  IN=$T/b start b "${cpu[@]}" "${SENDER[@]}" -k "$KEY" -w 10 --async
+  IN=$T/b start b "${SENDER[@]}" -k "$KEY" -w 10 --async
   finish b 30
   finish a 5
   finish r 5
@@ -565,7 +559,7 @@ stalled_line() {
   expect_status a 1
   expect_grep "$T/a.err" '^sender: the receiver refused: its line stalled while other senders waited$'
   expect_status r 1
-  expect_grep "$T/r.err" "^receiver: sender $a_pid stalled in the middle of a line while 512 requests of other senders waited; refusing the rest$"
+  expect_grep "$T/r.err" "^receiver: sender $a_pid stalled in the middle of a line while 4 MiB of other senders' requests waited; refusing the rest$"
   expect_grep "$T/r.err" "^receiver: sender $a_pid left after $pieces messages? \($((piece * pieces)) bytes\)$"
   { head -c $((piece * pieces)) /dev/zero | tr '\0' a; cat "$T/b"; } >"$T/want"
   expect_same "$T/want" "$T/r.out"
@@ -573,11 +567,11 @@ stalled_line() {
 
 t_stalled_line_bounded() { stalled_line; }
 
-# The same on a queue that ten of b's messages (36 bytes) fill: one taken
-# out leaves too little room for the REFUSE (59 bytes). The receiver takes
-# more out, however many it holds already, instead of waiting for room that
-# nobody would make.
-t_stalled_line_full_queue() { stalled_line 360 20; }
+# The same on a queue that ten of b's messages (36 bytes) fill: when b keeps
+# it full, one taken out leaves too little room for the REFUSE (59 bytes).
+# The receiver takes more out, however many it holds already, instead of
+# waiting for room that nobody would make.
+t_stalled_line_full_queue() { stalled_line 360 20 2000000; }
 
 # A file-size limit on the output (the shape of a disk quota) is a write
 # error like a full disk: the queue is removed, both exit 1. The limit
