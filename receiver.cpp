@@ -263,9 +263,11 @@ private:
             long room = message_limit(q_).bytes - long(sizeof(Header));  // msg_qbytes may shrink
             const char* p = nullptr;
             ssize_t n = stdin_ended_ ? 0 : in_.next(room > 0 ? size_t(room) : 1, &p);
-            if (n < 0 && errno == EINTR && !g_signal) {  // the watchdog: does it still wait?
+            if (n < 0 && errno == EINTR && !g_signal) {  // the watchdog: is the queue there,
+                msqid_ds ds;                             // and does the sender still wait?
+                if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
                 if (alive(s.sender)) continue;
-                break;  // no: on_tick() finishes it
+                break;  // no: on_tick() ends its session
             }
             if (n < 0) return failed("read");
             if (n == 0 && !stdin_ended_) {

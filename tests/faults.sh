@@ -395,6 +395,24 @@ t_chat_sender_interrupted() {
   expect_status s 130
 }
 
+# The queue removed while the chatting receiver waits for its user to type:
+# both say so within 2 s; the receiver does not take it for its sender's death.
+t_chat_queue_removed() {
+  mkfifo "$T/replies"
+  exec 3<>"$T/replies"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  start s "${SENDER[@]}" -k "$KEY" -w 10 'hello?'
+  wait_until grep -qx 'hello?' "$T/r.out"
+  ipcrm -Q "$KEY"
+  finish s 2
+  finish r 3
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: msg(rcv|ctl\(IPC_STAT\)): Identifier removed \(queue $KEY\); 0 messages"
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: msgctl\(IPC_STAT\): Identifier removed \(queue $KEY\)$"
+  expect_no_grep "$T/r.err" died
+}
+
 # The receiver interrupted while it waits for its user to type a reply.
 t_chat_receiver_interrupted() {
   mkfifo "$T/replies"
@@ -974,7 +992,7 @@ TESTS+=(
   t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full
   t_foreign_queue_untouched t_sender_refuses_squatted_queue t_sender_refuses_handed_over_queue
   t_sender_without_permission t_hostile_messages t_chat_sender_killed t_chat_sender_interrupted
-  t_chat_receiver_interrupted t_chat_reply_cannot_fit t_queue_too_small_for_a_session
+  t_chat_receiver_interrupted t_chat_queue_removed t_chat_reply_cannot_fit t_queue_too_small_for_a_session
   t_sender_stopped_before_welcome t_more_stop_signals t_stalled_line_bounded t_stalled_line_full_queue
   t_output_file_size_limit t_sender_killed_before_tally t_sigpipe_ignored
   t_stdout_closed_nothing_to_write t_second_receiver_refused t_wait_is_at_least_asked
