@@ -370,16 +370,18 @@ inline bool close_stdout() {
 
 // Reads fd in 64 KiB blocks, handed out in chunks of at most max bytes that
 // end at a newline if one comes soon enough: a longer line is split, not cut.
+// A chunk is one line, or with lines set as many whole lines as have come.
 class LineReader {
 public:
     explicit LineReader(int fd) : fd_(fd) {}
     // A chunk at *out, of the length returned; 0 at the end; -1 with errno
     // (EINTR: call again, nothing is lost).
-    ssize_t next(size_t max, const char** out) {
+    ssize_t next(size_t max, const char** out, bool lines = false) {
         for (;;) {
             size_t n = end_ - begin_ < max ? end_ - begin_ : max;
             const char* nl = static_cast<const char*>(memchr(buf_ + begin_, '\n', n));
-            if (nl) n = size_t(nl - (buf_ + begin_)) + 1;
+            if (nl && !lines) n = size_t(nl - (buf_ + begin_)) + 1;   // through the first newline
+            while (nl && lines && buf_[begin_ + n - 1] != '\n') --n;  // through the last one
             if (n > 0 && (nl || n == max || eof_)) {  // a line, a full chunk, or the last bytes
                 *out = buf_ + begin_;
                 begin_ += n;

@@ -25,8 +25,8 @@ void usage() {
         "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
         "                      (default 0x%08x: a fixed base plus your uid)\n"
         "  -w, --wait=SECONDS  wait this long for the receiver (default 30)\n"
-        "  -a, --async         send with IPC_NOWAIT and no acknowledgments; only\n"
-        "                      the receiver's final tally is waited for\n"
+        "  -a, --async         send with IPC_NOWAIT, as many lines per message as\n"
+        "                      fit, and wait only for the receiver's final tally\n"
         "  -q, --quiet         no status lines on stderr\n"
         "  -v, --verbose       one stderr line per message\n"
         "  -h, --help          show this help and exit\n"
@@ -123,7 +123,7 @@ public:
         LineReader in(STDIN_FILENO);
         for (;;) {
             const char* p = nullptr;
-            ssize_t n = in.next(chunk_, &p);
+            ssize_t n = in.next(chunk_, &p, opt_.async);  // async: as many lines as have come
             if (n == 0) return true;
             if (n > 0 && !send_data(p, size_t(n))) return false;
             if (n < 0 && !keep_waiting("read")) return false;
@@ -154,7 +154,9 @@ public:
     // now. IPC_NOWAIT: in a full queue it will find us gone instead.
     void leave() {
         if (!welcomed() || said_bye_) return;
-        Message m = {kRequestType, Header{int32_t(session_), kLeave, 0, ++seq_, 0}, {}};
+        Message m;
+        m.mtype = kRequestType;
+        m.hdr = Header{int32_t(session_), kLeave, 0, ++seq_, 0};
         trace("msgsnd", m, IPC_NOWAIT);
         (void)msgsnd(q_, &m, sizeof(Header), IPC_NOWAIT);
     }
@@ -185,8 +187,10 @@ private:
     // waits for room, and from then on always (an offer refused is a copy
     // wasted). Other requests wait for room at once.
     bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-        uint32_t seq = kind == kHello ? 0 : ++seq_;
-        Message m = {kRequestType, Header{int32_t(session_), kind, flags, seq, uint32_t(n)}, {}};
+        if (kind != kHello) ++seq_;  // HELLO is 0; each later request counts one more
+        Message m;                   // not zeroed: only the header and n bytes travel
+        m.mtype = kRequestType;
+        m.hdr = Header{int32_t(session_), kind, flags, kind == kHello ? 0 : seq_, uint32_t(n)};
         if (n > 0) memcpy(m.data, data, n);
         int nowait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
         trace("msgsnd", m, nowait);

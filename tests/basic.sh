@@ -176,7 +176,8 @@ t_random_20mb_async() {
 t_async_short_lines() {
   seq 1 200000 >"$T/in"
   transfer --async
-  expect_grep "$T/s.err" 'done: 1288895 bytes in 200000 messages delivered'
+  # As many whole lines per message as fit: a few hundred messages, not 200000.
+  expect_grep "$T/s.err" 'done: 1288895 bytes in [0-9]{1,3} messages delivered'
 }
 
 # Both programs with OPTION; $T/in goes through unchanged.
