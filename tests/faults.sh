@@ -372,15 +372,21 @@ t_hostile_messages() {
 # ---- Second round: what a hostile process, a shrunk queue or an unusual
 # signal did to the promises of the README.
 
-# Chat mode: the receiver waits for its user to type a reply (stdin open and
-# silent) when the sender dies or is interrupted. It notices within 2 s, as
-# everywhere else, and ends as the fault table says.
-chat_sender_gone() {
+# chat_waiting: a chatting receiver whose user has not typed yet (its stdin
+# is open and silent), and a sender that sent 'hello?' and waits for a reply.
+chat_waiting() {
   mkfifo "$T/replies"
   exec 3<>"$T/replies"
   IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
   start s "${SENDER[@]}" -k "$KEY" -w 10 'hello?'
   wait_until grep -qx 'hello?' "$T/r.out"
+}
+
+# Chat mode: the receiver waits for its user to type a reply (stdin open and
+# silent) when the sender dies or is interrupted. It notices within 2 s, as
+# everywhere else, and ends as the fault table says.
+chat_sender_gone() {
+  chat_waiting
   kill -"$1" "$s_pid"
   finish s 2
   finish r 3
@@ -398,11 +404,7 @@ t_chat_sender_interrupted() {
 # The queue removed while the chatting receiver waits for its user to type:
 # both say so within 2 s; the receiver does not take it for its sender's death.
 t_chat_queue_removed() {
-  mkfifo "$T/replies"
-  exec 3<>"$T/replies"
-  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
-  start s "${SENDER[@]}" -k "$KEY" -w 10 'hello?'
-  wait_until grep -qx 'hello?' "$T/r.out"
+  chat_waiting
   ipcrm -Q "$KEY"
   finish s 2
   finish r 3
@@ -415,11 +417,7 @@ t_chat_queue_removed() {
 
 # The receiver interrupted while it waits for its user to type a reply.
 t_chat_receiver_interrupted() {
-  mkfifo "$T/replies"
-  exec 3<>"$T/replies"
-  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
-  start s "${SENDER[@]}" -k "$KEY" -w 10 'hello?'
-  wait_until grep -qx 'hello?' "$T/r.out"
+  chat_waiting
   kill -TERM "$r_pid"
   finish r 2
   finish s 3
