@@ -28,7 +28,7 @@ void usage() {
         "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
         "                      (default 0x%08x: a fixed base plus your uid)\n"
         "  -m, --mode=OCTAL    permissions of the new queue (0600, the default, or more)\n"
-        "  -n, --senders=N     serve N senders, then exit (default 1)\n"
+        "  -n, --senders=N     serve N senders (1 to 1000), then exit (default 1)\n"
         "  -r, --reply         chat: answer each line with a line read from stdin\n"
         "  -q, --quiet         no status lines or prompts on stderr\n"
         "  -v, --verbose       one stderr line per message\n"
@@ -134,7 +134,7 @@ private:
     // One turn: the watchdog's look, or the next request, or, with none
     // waiting, the output flushed. msgrcv blocks only once all is written.
     bool step() {
-        if (g_tick) return on_tick();
+        if (g_tick) return check_senders();
         Message m;
         ssize_t n = next_request(m, out_.empty() ? 0 : IPC_NOWAIT);
         if (n >= 0) return handle(m, n);
@@ -267,7 +267,7 @@ private:
                 msqid_ds ds;                             // and does the sender still wait?
                 if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
                 if (alive(s.sender)) continue;
-                break;  // no: on_tick() ends its session
+                break;  // no: check_senders() ends its session
             }
             if (n < 0) return failed("read");
             if (n == 0 && !stdin_ended_) {
@@ -302,7 +302,10 @@ private:
             }
             if (errno != EINTR) return failed("msgsnd");
             if (g_signal || !fits(q_, opt_.key, sizeof(Header) + n)) return false;
-            if (!alive(s.sender)) return true;  // it reads no more: on_tick() ends its session
+            if (!alive(s.sender))
+                return true;  // it reads no more: check_senders() ends its session
+            for (const Session& o : sessions_)  // replies to the dead take room nobody frees
+                if (o.state != Session::kDone && !alive(o.sender)) drop_replies(o);
             nowait = IPC_NOWAIT;
         }
         return true;
@@ -331,7 +334,7 @@ private:
     // but only after all it sent before it died, in the queue or held, is
     // handled (so every waiting request is handled first). One dead after its
     // END never said BYE: it did not finish.
-    bool on_tick() {
+    bool check_senders() {
         g_tick = 0;
         Message m;
         for (Session& s : sessions_) {
@@ -367,10 +370,15 @@ private:
         if (owner_ == &s) owner_ = nullptr;
         s.state = Session::kDone;
         ++finished_;
+        drop_replies(s);
+        return true;
+    }
+
+    // Takes out of the queue the replies that sender will never read.
+    void drop_replies(const Session& s) {
         Message m;
         while (msgrcv(q_, &m, kTextSize, s.type, IPC_NOWAIT | MSG_NOERROR) >= 0) {
         }
-        return true;
     }
 
     // Writes what the output buffer holds.

@@ -415,6 +415,41 @@ t_chat_queue_removed() {
   expect_no_grep "$T/r.err" died
 }
 
+both_connected() { [ "$(grep -c connected "$T/r.err")" -eq 2 ]; }
+
+# A chat reply to sender a fills a 100-byte queue; a is stopped, so it stays
+# there. The receiver then waits for room for its reply to sender b, and a
+# is killed: the reply to the dead is taken out, b gets its own, and ends.
+t_reply_waits_behind_a_dead_senders() {
+  mkfifo "$T/replies" "$T/fa" "$T/fb"
+  exec 3<>"$T/replies" 4<>"$T/fa" 5<>"$T/fb"
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply --senders 2
+  wait_queue
+  "$HOSTILE" "$KEY" qbytes 100
+  IN=$T/fa start a "${SENDER[@]}" -k "$KEY" -w 10
+  IN=$T/fb start b "${SENDER[@]}" -k "$KEY" -w 10
+  wait_until both_connected
+  echo hi >&4
+  wait_until grep -qx hi "$T/r.out"  # the receiver waits for a's reply
+  stop "$a_pid"
+  echo yo >&5
+  wait_count 1                       # b's line, not read yet
+  printf '%083d\n' 0 >&3             # a's reply: one message of 100 bytes
+  wait_until grep -qx yo "$T/r.out"  # b's line was taken out to make room
+  echo ok >&3                        # b's reply waits for room
+  blocked_in "$r_pid" msgsnd
+  kill -KILL "$a_pid"
+  finish a 2
+  exec 5>&-
+  finish b 4
+  finish r 4
+  expect_status b 0
+  printf 'ok\n' >"$T/want"
+  expect_same "$T/want" "$T/b.out"
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: sender $a_pid died after 1 message \(3 bytes\)$"
+}
+
 # The receiver interrupted while it waits for its user to type a reply.
 t_chat_receiver_interrupted() {
   chat_waiting
@@ -991,7 +1026,7 @@ TESTS+=(
   t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full
   t_foreign_queue_untouched t_sender_refuses_squatted_queue t_sender_refuses_handed_over_queue
   t_sender_without_permission t_hostile_messages t_chat_sender_killed t_chat_sender_interrupted
-  t_chat_receiver_interrupted t_chat_queue_removed t_chat_reply_cannot_fit t_queue_too_small_for_a_session
+  t_chat_receiver_interrupted t_chat_queue_removed t_reply_waits_behind_a_dead_senders t_chat_reply_cannot_fit t_queue_too_small_for_a_session
   t_sender_stopped_before_welcome t_more_stop_signals t_stalled_line_bounded t_stalled_line_full_queue
   t_output_file_size_limit t_sender_killed_before_tally t_sigpipe_ignored
   t_stdout_closed_nothing_to_write t_second_receiver_refused t_wait_is_at_least_asked

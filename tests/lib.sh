@@ -35,7 +35,7 @@ start() {
   shift
   : >"$T/$name.out"  # now, not later in the child: callers look at it at once
   : >"$T/$name.err"
-  "$@" <"${IN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- &
+  "$@" <"${IN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- 5>&- &
   printf -v "${name}_pid" '%s' "$!"
   echo "$!" >>"$T/pids"
 }
