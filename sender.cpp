@@ -187,6 +187,7 @@ private:
     // waits for room, and from then on always (an offer refused is a copy
     // wasted). Other requests wait for room at once.
     bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
+        if (g_signal) return false;  // one that came between calls, not during one
         if (kind != kHello) ++seq_;  // HELLO is 0; each later request counts one more
         Message m;                   // not zeroed: only the header and n bytes travel
         m.mtype = kRequestType;
@@ -210,6 +211,7 @@ private:
     // Waits for the reply of this kind to request seq. A REFUSE ends the session.
     bool await(Message& reply, uint16_t kind, uint32_t seq) {
         for (;;) {
+            if (g_signal) return false;  // one that came between calls, not during one
             ssize_t n = msgrcv(q_, &reply, kTextSize, session_, MSG_NOERROR);
             if (n < 0 && !keep_waiting("msgrcv")) return false;
             if (n < 0) continue;
