@@ -353,7 +353,7 @@ inline bool write_all(int fd, const char* p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EAGAIN && wait_ready(fd, POLLOUT)) continue;
-        if (w < 0 && errno == EINTR && !g_signal) continue;
+        if (w < 0 && errno == EINTR && !g_signal) continue;  // also a poll() that EINTR ended
         if (w < 0) return false;
         p += w;
         n -= size_t(w);

@@ -139,7 +139,8 @@ private:
         ssize_t n = next_request(m, out_.empty() ? 0 : IPC_NOWAIT);
         if (n >= 0) return handle(m, n);
         if (errno == ENOMSG) return flush();
-        return errno == EINTR || failed("msgrcv");  // EINTR: serve() and step() look why
+        if (errno == EINTR) return true;  // a signal: serve() looks at g_signal, step() at g_tick
+        return failed("msgrcv");
     }
 
     // A held request whose turn has come (any; while a line is open, only
@@ -260,7 +261,9 @@ private:
         bool prompt = isatty(STDIN_FILENO) && !g_quiet && !stdin_ended_;
         if (prompt) fprintf(stderr, "reply to %d> ", int(s.sender.pid));
         for (bool more = true; more;) {
-            long room = message_limit(q_).bytes - long(sizeof(Header));  // msg_qbytes may shrink
+            // Data bytes a reply may carry now (msg_qbytes may have shrunk); at least 1,
+            // so that a queue too small for any reply is told by reply()'s fits().
+            long room = message_limit(q_).bytes - long(sizeof(Header));
             const char* p = nullptr;
             ssize_t n = stdin_ended_ ? 0 : in_.next(room > 0 ? size_t(room) : 1, &p);
             if (n < 0 && errno == EINTR && !g_signal) {  // the watchdog: is the queue there,

@@ -216,7 +216,7 @@ private:
             if (n < 0 && !keep_waiting("msgrcv")) return false;
             if (n < 0) continue;
             trace("msgrcv", reply, 0);
-            if (refusal(reply, n)) return false;
+            if (report_refusal(reply, n)) return false;
             if (well_formed(reply, n) && reply.hdr.kind == kind && reply.hdr.seq == seq)
                 return true;
             ignoring("a reply that is no %s to message %u (%zd bytes)", kind_name(kind),
@@ -232,13 +232,13 @@ private:
         ssize_t n = msgrcv(q_, &reply, kTextSize, session_, IPC_NOWAIT | MSG_NOERROR);
         if (n < 0) return false;  // ENOMSG; anything else, the next call will tell
         trace("msgrcv", reply, IPC_NOWAIT);
-        if (refusal(reply, n)) return true;
+        if (report_refusal(reply, n)) return true;
         ignoring("a reply that answers nothing (%zd bytes)", n);
         return false;
     }
 
     // A REFUSE says why the session is over: said, true.
-    bool refusal(const Message& reply, ssize_t n) {
+    bool report_refusal(const Message& reply, ssize_t n) {
         if (!well_formed(reply, n) || reply.hdr.kind != kRefuse) return false;
         complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
         return true;
