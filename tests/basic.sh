@@ -340,20 +340,6 @@ t_small_queue_sync_and_async() {
   expect_same "$T/in" "$T/r2.out"
 }
 
-# chat [QBYTES]: $T/in from the sender, $T/replies as the receiver's stdin
-# in --reply mode, on a queue lowered to QBYTES if given.
-chat() {
-  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
-  if [ -n "${1:-}" ]; then
-    wait_queue
-    "$HOSTILE" "$KEY" qbytes "$1"
-  fi
-  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
-  finish r
-  expect_clean_run r s
-  expect_same "$T/in" "$T/r.out"
-}
-
 t_chat_mode() {
   { printf 'hi\n'; head -c 20000 /dev/zero | tr '\0' 'y'; printf '\nbye\n'; } >"$T/in"
   { printf 'hello back\n'; head -c 20000 /dev/zero | tr '\0' 'z'; printf '\nsee you\n'; } >"$T/want"

@@ -77,6 +77,20 @@ session_sender() {
   wait_until grep -q connected "$T/s.err"
 }
 
+# chat [QBYTES]: $T/in from the sender, $T/replies as the receiver's stdin
+# in --reply mode, on a queue lowered to QBYTES if given.
+chat() {
+  IN=$T/replies start r "${RECEIVER[@]}" -k "$KEY" --reply
+  if [ -n "${1:-}" ]; then
+    wait_queue
+    "$HOSTILE" "$KEY" qbytes "$1"
+  fi
+  IN=$T/in run s "${SENDER[@]}" -k "$KEY"
+  finish r
+  expect_clean_run r s
+  expect_same "$T/in" "$T/r.out"
+}
+
 # helper CMD... : a background helper (not under test), killed after the test.
 helper() {
   "$@" &
