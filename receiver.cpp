@@ -438,8 +438,9 @@ int main(int argc, char** argv) {
              opt.senders, plural(opt.senders));
         ok = Receiver(q, opt).serve();  // msgrcv each request, msgsnd each reply
     }
-    if (msgctl(q, IPC_RMID, nullptr) < 0 && ipc_errno(q) != EIDRM) {  // remove the queue
-        complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(errno), unsigned(opt.key));
+    int e = msgctl(q, IPC_RMID, nullptr) < 0 ? ipc_errno(q) : 0;  // remove the queue
+    if (e != 0 && e != EIDRM) {  // EIDRM: someone removed it first, as we were told
+        complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(opt.key));
         ok = false;
     }
     if (!close_stdout()) ok = false;
