@@ -149,12 +149,15 @@ inline void vsay(const char* prefix, const char* fmt, va_list ap) {
 }
 inline const char* plural(unsigned long long n) { return n == 1 ? "" : "s"; }
 
-// -v: a message, and the call that moved it: "sender: msgsnd(type 1) DATA seq 3, 12 bytes".
-inline void trace(const char* call, const Message& m, int flags) {
+// -v: a message, the call that moved it and its msgtyp (and flags), and who
+// sent it if known: "receiver: msgrcv(type 1) DATA seq 3 from 4711, 12 bytes".
+inline void trace(const char* call, const Message& m, int flags, pid_t from = 0) {
     if (!g_verbose) return;
-    fprintf(stderr, "%s: %s(type %ld%s) %s seq %u, %u bytes%s\n", g_prog, call, m.mtype,
+    char who[24] = "";
+    if (from > 0) snprintf(who, sizeof who, " from %d", int(from));
+    fprintf(stderr, "%s: %s(type %ld%s) %s seq %u%s, %u bytes%s\n", g_prog, call, m.mtype,
             (flags & IPC_NOWAIT) ? ", IPC_NOWAIT" : "", kind_name(m.hdr.kind), unsigned(m.hdr.seq),
-            unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
+            who, unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
 }
 
 // ---- The command line -----------------------------------------------------------
@@ -302,14 +305,28 @@ inline volatile sig_atomic_t g_tick = 0;    // the one-second watchdog fired
 extern "C" inline void on_stop(int sig) { g_signal = sig; }
 extern "C" inline void on_tick(int) { g_tick = 1; }
 
-// Catches the signals people send to stop a process (one ignored when we
-// started, as a background job's SIGINT, stays so), and SIGALRM, sent once a
-// second so that no blocked call waits without a look at the peer. Ignores
-// SIGPIPE and SIGXFSZ: a closed pipe or a file-size limit is a write error
-// (EPIPE, EFBIG). Unblocks what it catches: the mask survives exec.
+// The signals people send to stop a process, besides the real-time ones.
+struct StopSignal {
+    int sig;
+    const char* name;
+};
+inline constexpr StopSignal kStopSignals[] = {
+    {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"},
+    {SIGTERM, "SIGTERM"}, {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"},
+    {SIGXCPU, "SIGXCPU"}, {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}};
+// For the line that says which one came: "msgrcv: Interrupted system call (SIGINT)".
+inline const char* signal_name(int sig) {
+    for (const StopSignal& s : kStopSignals)
+        if (s.sig == sig) return s.name;
+    return "a real-time signal";
+}
+
+// Catches the stop signals (one ignored when we started, as a background
+// job's SIGINT, stays so), and SIGALRM, sent once a second so that no blocked
+// call waits without a look at the peer. Ignores SIGPIPE and SIGXFSZ: a
+// closed pipe or a file-size limit is a write error (EPIPE, EFBIG). Unblocks
+// what it catches: the mask survives exec.
 inline void install_signal_handlers() {
-    const int stops[] = {SIGHUP,  SIGINT,  SIGQUIT,   SIGTERM, SIGUSR1,
-                         SIGUSR2, SIGXCPU, SIGVTALRM, SIGPROF};
     sigset_t caught;
     sigemptyset(&caught);
     auto catch_signal = [&caught](int sig, void (*handler)(int)) {
@@ -320,7 +337,7 @@ inline void install_signal_handlers() {
         if (old.sa_handler == SIG_IGN && sig != SIGALRM) return;  // it stays ignored
         if (sigaction(sig, &sa, nullptr) == 0) sigaddset(&caught, sig);
     };
-    for (int sig : stops) catch_signal(sig, on_stop);
+    for (const StopSignal& s : kStopSignals) catch_signal(s.sig, on_stop);
 #if defined(SIGRTMIN)
     for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_stop);
 #endif

@@ -31,7 +31,7 @@ void usage() {
         "  -n, --senders=N     serve N senders (1 to 1000), then exit (default 1)\n"
         "  -r, --reply         chat: answer each line with a line read from stdin\n"
         "  -q, --quiet         no status lines or prompts on stderr\n"
-        "  -v, --verbose       one stderr line per message\n"
+        "  -v, --verbose       one stderr line per msgsnd and msgrcv\n"
         "  -h, --help          show this help and exit\n"
         "  -V, --version       show the version and exit\n"
         "\n"
@@ -126,20 +126,22 @@ public:
     // all that was received is written. True if all went well.
     bool serve() {
         bool ok = true;
-        while (ok && finished_ < opt_.senders && !g_signal) ok = step();
+        while (ok && finished_ < opt_.senders) ok = step();
         return flush() && ok && all_clean_;
     }
 
 private:
-    // One turn: the watchdog's look, or the next request, or, with none
-    // waiting, the output flushed. msgrcv blocks only once all is written.
+    // One turn: the end if a stop signal came, the watchdog's look, or the
+    // next request, or, with none waiting, the output flushed. msgrcv blocks
+    // only once all is written.
     bool step() {
+        if (g_signal) return complain("stopped by %s", signal_name(g_signal));  // between calls
         if (g_tick) return check_senders();
         Message m;
         ssize_t n = next_request(m, out_.empty() ? 0 : IPC_NOWAIT);
         if (n >= 0) return handle(m, n);
         if (errno == ENOMSG) return flush();
-        if (errno == EINTR) return true;  // a signal: serve() looks at g_signal, step() at g_tick
+        if (errno == EINTR && !g_signal) return true;  // the watchdog: the next step() looks
         return failed("msgrcv");
     }
 
@@ -157,8 +159,21 @@ private:
             return n;
         }
         ssize_t n = msgrcv(q_, &m, kTextSize, kRequestType, flags | MSG_NOERROR);
-        if (n >= 0) trace("msgrcv", m, flags);
+        if (n >= 0 && g_verbose) trace("msgrcv", m, flags, sender_of(m, n));
         return n;
+    }
+
+    // For -v: who sent request m (n bytes), as its HELLO says or its session
+    // knows; 0 if neither.
+    pid_t sender_of(const Message& m, ssize_t n) {
+        if (!well_formed(m, n)) return 0;
+        if (m.hdr.kind == kHello) {
+            Hello h;
+            memcpy(&h, m.data, sizeof h);
+            return h.pid;
+        }
+        const Session* s = find(m.hdr.session);
+        return s != nullptr ? s->sender.pid : 0;
     }
 
     // A request in its turn. One too big for us was cut (MSG_NOERROR): malformed.
@@ -303,8 +318,8 @@ private:
                 nowait = make_room() ? IPC_NOWAIT : 0;
                 continue;
             }
-            if (errno != EINTR) return failed("msgsnd");
-            if (g_signal || !fits(q_, opt_.key, sizeof(Header) + n)) return false;
+            if (errno != EINTR || g_signal) return failed("msgsnd");
+            if (!fits(q_, opt_.key, sizeof(Header) + n)) return false;
             if (!alive(s.sender))
                 return true;  // it reads no more: check_senders() ends its session
             for (const Session& o : sessions_)  // replies to the dead take room nobody frees
@@ -321,7 +336,7 @@ private:
         Message m;
         ssize_t n = msgrcv(q_, &m, kTextSize, kRequestType, IPC_NOWAIT | MSG_NOERROR);
         if (n < 0) return false;
-        trace("msgrcv", m, IPC_NOWAIT);
+        if (g_verbose) trace("msgrcv", m, IPC_NOWAIT, sender_of(m, n));
         keep(m, n);
         return true;
     }
@@ -391,13 +406,13 @@ private:
         return ok || failed("write");
     }
 
-    // A failed call in one line, err(3) style; nothing after a stop signal,
-    // which is no error. False.
+    // A failed call in one line, err(3) style; for EINTR, the stop signal
+    // that ended it. False.
     bool failed(const char* call) {
         int e = ipc_errno(q_);
-        if (e != EINTR || !g_signal)
-            complain("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
-        return false;
+        if (e == EINTR && g_signal)
+            return complain("%s: %s (%s)", call, strerror(e), signal_name(g_signal));
+        return complain("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
     }
 
     Session* find(long type) {
@@ -434,12 +449,14 @@ int main(int argc, char** argv) {
     if (q < 0) return 1;
     bool ok = fits(q, opt.key, kMinText);  // a queue that can carry no session is not announced
     if (ok) {
-        note("queue 0x%08x (id %d) ready; waiting for %u sender%s", unsigned(opt.key), q,
-             opt.senders, plural(opt.senders));
+        note("msgget(0x%08x, IPC_CREAT | IPC_EXCL | %04o): queue id %d; waiting for %u sender%s",
+             unsigned(opt.key), unsigned(opt.mode), q, opt.senders, plural(opt.senders));
         ok = Receiver(q, opt).serve();  // msgrcv each request, msgsnd each reply
     }
     int e = msgctl(q, IPC_RMID, nullptr) < 0 ? ipc_errno(q) : 0;  // remove the queue
-    if (e != 0 && e != EIDRM) {  // EIDRM: someone removed it first, as we were told
+    if (e == 0) {
+        note("msgctl(%d, IPC_RMID): queue 0x%08x removed", q, unsigned(opt.key));
+    } else if (e != EIDRM) {  // EIDRM: someone removed it first, as we were told
         complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(opt.key));
         ok = false;
     }

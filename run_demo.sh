@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# run_demo.sh - the whole sender/receiver conversation in one terminal.
+# run_demo.sh - the lab notes (README.md, "System V message queues"), live,
+# in one terminal: one queue, one receiver, a few senders, in five steps.
 #
-# Builds if needed, uses a key of its own (so it never disturbs a session
-# you have running; DEMO_KEY chooses another), runs a short scripted
-# conversation in normal, chat and async mode with -v so that every message
-# shows, and shows `ipcs -q` before and after. Both programs write straight
-# to this script's output, stdout and stderr alike, so that lines appear in
-# the order they happened, on a terminal or in a file. Headings are bold on
-# a terminal only. Exits non-zero if anything went wrong.
+# Each step opens with one sentence naming what it shows, then shows it
+# happen: the commands, as typed at a prompt, then what the programs print
+# (-v: one line per msgsnd and msgrcv). Everything goes through one pipe,
+# so lines appear in the order they happened, on a terminal or in a file;
+# headings are bold on a terminal only. The script waits for what the
+# programs say, not for time, and exits non-zero if a step did not do what
+# its sentence says. It uses a key of its own (DEMO_KEY chooses another),
+# and leaves no queue and no process behind.
 set -u
 cd "$(dirname "$0")" || exit 1
 if [ ! -x sender ] || [ ! -x receiver ]; then
@@ -15,66 +17,217 @@ if [ ! -x sender ] || [ ! -x receiver ]; then
 fi
 
 key=${DEMO_KEY:-$(printf '0x%08x' $((0x7d000000 + $(id -u) % 0x100000)))}
-failures=0
 bold=''
 plain=''
 if [ -t 1 ]; then
   bold=$'\033[1m'
   plain=$'\033[0m'
 fi
-
-heading() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
-
-# check WHAT STATUS: note a step that did not exit 0.
-check() {
-  if [ "$2" -ne 0 ]; then
-    echo "run_demo.sh: $1 exited $2" >&2
-    failures=$((failures + 1))
-  fi
-}
-
-# converse RECEIVER-OPTIONS -- SENDER-ARGS: one receiver, one sender, both
-# writing to our stdout. The receiver's stdin is $REPLIES (chat mode).
-converse() {
-  local ropts=() rpid
-  while [ "$1" != -- ]; do ropts+=("$1"); shift; done
-  shift
-  ./receiver -k "$key" -v "${ropts[@]}" <"${REPLIES:-/dev/null}" 2>&1 &
-  rpid=$!
-  ./sender -k "$key" -v "$@" 2>&1
-  check sender $?
-  wait "$rpid"
-  check receiver $?
-}
-
-heading "ipcs -q before (the demo's key is $key)"
-ipcs -q
-cat <<'EOF'
-Lines that begin with "receiver:" or "sender:" are the programs' status
-and -v lines (standard error). Bare lines are data: what the receiver
-writes to its standard output and, in chat mode, the reply the sender prints.
-EOF
-
-heading "1. Synchronous: each message is acknowledged before the next is sent"
-converse -- hello "second message"
-
-heading "2. Chat (receiver --reply): each acknowledgment carries a reply line"
-REPLIES=<(printf 'hi, sender\nfine, thanks\n') converse --reply -- "hello, receiver" "how are you?"
-
-heading "3. Asynchronous (sender --async): no waiting per message, one tally at the end"
-echo "(The receiver buffers async data and writes it when it has nothing to read:"
-echo " here, the lines come out after END.)"
-seq 1 5 | converse -- --async
-
-heading "ipcs -q after: no queue with the demo's key $key is left"
-ipcs -q
-if ipcs -q | grep -q "^$key "; then
-  echo "run_demo.sh: queue $key was left behind" >&2
-  failures=$((failures + 1))
+# Step 4b interrupts a sender with SIGINT, Ctrl-C's signal. A script started
+# in the background has SIGINT ignored, and so would the sender have: there,
+# SIGTERM does instead.
+sig=INT
+said='SIGINT (Ctrl-C)'
+if [ -n "$(trap -p INT)" ]; then
+  sig=TERM
+  said=SIGTERM
 fi
+tmp=$(mktemp -d)
+log=$tmp/log  # a copy of all we print, to look at what the programs said
+current=0     # the step under way
+from=1        # the first line of $log that it printed
+receiver='' async='' asker='' waiter=''  # their pids, set by start
 
-if [ "$failures" -ne 0 ]; then
-  echo "run_demo.sh: $failures step(s) failed" >&2
+# On the way out, however early: what still runs is ended (a receiver
+# removes its queue on SIGTERM), and all we printed is let out.
+cleanup() {
+  local pid
+  for pid in $(jobs -p); do
+    kill -CONT "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  exec >/dev/null 2>&1
+  wait "$tee_pid"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+: >"$log"
+exec > >(tee "$log") 2>&1
+tee_pid=$!
+
+# step SENTENCE: a new step, and the one sentence that says what it shows.
+step() {
+  current=${1%%.*}
+  from=$(($(wc -l <"$log") + 1))
+  printf '\n%s== %s%s\n' "$bold" "$*" "$plain"
+}
+
+# show CMD...: prints CMD as typed at a prompt, then runs it.
+show() {
+  printf '$ %s\n' "$*"
+  "$@" </dev/null
+}
+
+# broken WHAT: a step did not do what its sentence says; the rest would
+# not either.
+broken() {
+  echo "run_demo.sh: step $current did not do what it says: $*"
   exit 1
-fi
-printf '\nrun_demo.sh: all steps succeeded\n'
+}
+
+# printed PATTERN: a line this step printed matches PATTERN (grep -E).
+printed() { tail -n "+$from" "$log" | grep -Eq -- "$1"; }
+
+# await PATTERN: until this step has printed such a line; 5 s at most.
+await() {
+  local i
+  for ((i = 0; i < 250; i++)); do
+    printed "$1" && return 0
+    sleep 0.02
+  done
+  broken "never printed: $1"
+}
+
+# start NAME CMD...: CMD in the background, its pid in $NAME, shown with
+# its input if IN names one. A script's background job starts with SIGINT
+# ignored; `trap - INT` gives it back, for step 4b.
+start() {
+  local name=$1
+  shift
+  printf '$ %s%s &\n' "$*" "${IN:+ < $IN}"
+  (trap - INT; exec "$@" <"${IN:-/dev/null}" 4>&-) &
+  printf -v "$name" '%s' "$!"
+}
+
+# ended NAME STATUS: waits for process $NAME, which must exit with STATUS.
+ended() {
+  local rc
+  wait "${!1}"
+  rc=$?
+  echo "(process ${!1} exited $rc)"
+  [ "$rc" -eq "$2" ] || broken "$1 exited $rc, not $2"
+}
+
+# blocked PID: until PID sleeps in msgsnd or msgrcv (its kernel wait
+# channel); where ps cannot tell, a second's wait.
+blocked() {
+  local i where
+  for ((i = 0; i < 250; i++)); do
+    where=$(ps -o wchan= -p "$1" 2>/dev/null)
+    case $where in *msg*) return 0 ;; '' | 0 | '?') sleep 1; return 0 ;; esac
+    sleep 0.02
+  done
+  broken "process $1 never blocked in msgsnd or msgrcv"
+}
+
+# stopped PID: SIGSTOP (what Ctrl-Z sends), and until it has taken effect.
+stopped() {
+  show kill -STOP "$1"
+  local i
+  for ((i = 0; i < 250; i++)); do
+    case $(ps -o stat= -p "$1") in T*) return 0 ;; esac
+    sleep 0.02
+  done
+  broken "process $1 did not stop"
+}
+
+# queue_row: the line of `ipcs -q` for our key (empty if there is none).
+queue_row() { ipcs -q | grep "^$key "; }
+show_queue() {
+  printf '$ ipcs -q | grep -e msqid -e %s\n' "$key"
+  ipcs -q | grep -e msqid -e "^$key "
+}
+
+# lines FIFO: a fifo for a sender's input, which feed writes to (fd 4).
+lines() {
+  fifo=$1
+  mkfifo "$fifo"
+  exec 4<>"$fifo"
+}
+
+# feed CMD...: prints CMD writing to the fifo, then runs it so.
+feed() {
+  printf '$ %s > %s\n' "$*" "$fifo"
+  "$@" >&4
+}
+
+echo "run_demo.sh: the System V message-queue lab, live, on key $key."
+echo 'Lines "receiver: ..." and "sender: ..." are what the programs say on stderr:'
+echo 'with -v, one per msgsnd and msgrcv. Lines "$ ..." are the commands this script'
+echo 'runs. Other lines are what the receiver writes: the data.'
+
+step "1. msgget: the receiver creates the queue with IPC_CREAT | IPC_EXCL (a new one, never one already there) and mode 0600 (only its owner may read and write it)."
+start receiver ./receiver -k "$key" -v --senders 4
+await '^receiver: msgget\(.*IPC_CREAT \| IPC_EXCL \| 0600\): queue id [0-9]+; waiting for 4 senders$'
+show_queue
+[ "$(queue_row | awk '{ print $4 }')" = 600 ] || broken "the queue's perms are not 600"
+
+step "2. Message types select who reads what: requests have type 1, which the receiver reads with msgrcv(type 1); replies have the type their sender drew, which only it reads; a synchronous sender waits for each line's ACK."
+show ./sender -k "$key" -v hello again || broken "the sender failed"
+await '^sender: msgrcv\(type [0-9]+\) ACK seq 2, 0 bytes$'
+
+step "3. IPC_NOWAIT: an --async sender's msgsnd returns at once instead of waiting (EAGAIN if the queue is full), so it sends all its lines while the receiver is stopped, and then waits only for the TALLY."
+lines "$tmp/async"
+IN=$tmp/async start async ./sender -k "$key" -v --async
+await "^receiver: sender $async connected$"
+stopped "$receiver"
+feed seq 1 5
+exec 4>&-
+await '^sender: msgsnd\(type 1\) END seq 2, 16 bytes$'
+blocked "$async"
+show_queue
+[ "$(queue_row | awk '{ print $6 }')" = 2 ] || broken "DATA and END are not both in the queue"
+show kill -CONT "$receiver"
+ended async 0
+await '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, 10 bytes$'
+
+step "4a. A blocked call ends in one of three ways, the first being success: a sender waits in msgrcv for its ACK while the receiver is stopped, and gets it once the receiver goes on."
+lines "$tmp/chat"
+IN=$tmp/chat start asker ./sender -k "$key" -v
+await "^receiver: sender $asker connected$"
+stopped "$receiver"
+feed echo are you there
+blocked "$asker"
+show ps -o pid,stat,wchan:12,args -p "$asker"
+show kill -CONT "$receiver"
+await '^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$'
+
+step "4b. A signal arrives: msgrcv fails with EINTR, and the sender, which got $said, says so, tells the receiver (LEAVE) and dies of the signal."
+stopped "$receiver"
+feed echo still there
+blocked "$asker"
+show kill -"$sig" "$asker"
+await "^sender: msgrcv: Interrupted system call \\(SIG$sig\\); 1 message \\(14 bytes\\) acknowledged$"
+ended asker $((128 + $(kill -l "$sig")))
+exec 4>&-
+show kill -CONT "$receiver"
+await "^receiver: sender $asker was interrupted after 2 messages \(26 bytes\)$"
+
+step "4c. The queue is removed (ipcrm -Q: msgctl IPC_RMID) while a sender waits in msgrcv, which fails with EIDRM (\"Identifier removed\"); the stopped receiver finds it gone once it goes on."
+lines "$tmp/last"
+IN=$tmp/last start waiter ./sender -k "$key" -v
+await "^receiver: sender $waiter connected$"
+stopped "$receiver"
+feed echo anyone
+blocked "$waiter"
+show ipcrm -Q "$key"
+await '^sender: msgrcv: Identifier removed \(queue 0x[0-9a-f]+\); 0 messages \(0 bytes\) acknowledged$'
+ended waiter 1
+exec 4>&-
+show kill -CONT "$receiver"
+await '^receiver: msgrcv: Identifier removed \(queue 0x[0-9a-f]+\)$'
+ended receiver 1
+
+step "5. msgctl(IPC_RMID): a receiver removes its queue once its last sender has said BYE, and ipcs -q shows it gone."
+start receiver ./receiver -k "$key"
+await '^receiver: msgget\(.*\): queue id [0-9]+; waiting for 1 sender$'
+show ./sender -k "$key" goodbye || broken "the sender failed"
+ended receiver 0
+await '^receiver: msgctl\([0-9]+, IPC_RMID\): queue 0x[0-9a-f]+ removed$'
+show_queue
+[ -z "$(queue_row)" ] || broken "queue $key is still there"
+
+printf '\nrun_demo.sh: each step did what it said\n'

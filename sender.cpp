@@ -28,7 +28,7 @@ void usage() {
         "  -a, --async         send with IPC_NOWAIT, as many lines per message as\n"
         "                      fit, and wait only for the receiver's final tally\n"
         "  -q, --quiet         no status lines on stderr\n"
-        "  -v, --verbose       one stderr line per message\n"
+        "  -v, --verbose       one stderr line per msgsnd and msgrcv\n"
         "  -h, --help          show this help and exit\n"
         "  -V, --version       show the version and exit\n"
         "\n"
@@ -74,7 +74,7 @@ public:
         bool said = false;
         while ((q_ = msgget(opt_.key, 0)) < 0) {
             if (errno != ENOENT) return failed("msgget");
-            if (g_signal) return false;
+            if (g_signal) return stopped(nullptr);
             if (time(nullptr) > deadline_)
                 return complain("no receiver: queue 0x%08x does not exist (waited %ld s)",
                                 unsigned(opt_.key), opt_.wait);
@@ -83,6 +83,7 @@ public:
             timespec pause = {0, 50'000'000};
             nanosleep(&pause, nullptr);
         }
+        if (g_verbose) note("msgget(0x%08x, 0): queue id %d", unsigned(opt_.key), q_);
         msqid_ds ds;
         if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
         if (uid_t uid = foreign_uid(ds.msg_perm); uid != kNoUid)
@@ -157,8 +158,8 @@ public:
         Message m;
         m.mtype = kRequestType;
         m.hdr = Header{int32_t(session_), kLeave, 0, ++seq_, 0};
-        trace("msgsnd", m, IPC_NOWAIT);
-        (void)msgsnd(q_, &m, sizeof(Header), IPC_NOWAIT);
+        if (msgsnd(q_, &m, sizeof(Header), IPC_NOWAIT) == 0)  // traced if sent: the queue
+            trace("msgsnd", m, IPC_NOWAIT);                     // may be gone, or full
     }
 
 private:
@@ -187,7 +188,7 @@ private:
     // waits for room, and from then on always (an offer refused is a copy
     // wasted). Other requests wait for room at once.
     bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-        if (g_signal) return false;  // one that came between calls, not during one
+        if (g_signal) return stopped(nullptr);  // one that came between calls
         if (kind != kHello) ++seq_;  // HELLO is 0; each later request counts one more
         Message m;                   // not zeroed: only the header and n bytes travel
         m.mtype = kRequestType;
@@ -211,7 +212,7 @@ private:
     // Waits for the reply of this kind to request seq. A REFUSE ends the session.
     bool await(Message& reply, uint16_t kind, uint32_t seq) {
         for (;;) {
-            if (g_signal) return false;  // one that came between calls, not during one
+            if (g_signal) return stopped(nullptr);  // one that came between calls
             ssize_t n = msgrcv(q_, &reply, kTextSize, session_, MSG_NOERROR);
             if (n < 0 && !keep_waiting("msgrcv")) return false;
             if (n < 0) continue;
@@ -249,7 +250,7 @@ private:
     // --wait not over before WELCOME, the queue and the receiver still there.
     bool keep_waiting(const char* call) {
         if (errno != EINTR) return failed(call);
-        if (g_signal) return false;
+        if (g_signal) return stopped(call);
         if (!g_tick) return true;
         g_tick = 0;
         msqid_ds ds;
@@ -263,12 +264,23 @@ private:
         return report(what);
     }
 
-    // A failed call, err(3) style; nothing after a stop signal, no error. False.
+    // A failed call, err(3) style. False.
     bool failed(const char* call) {
         int e = ipc_errno(q_);
-        if (e == EINTR && g_signal) return false;
+        if (e == EINTR && g_signal) return stopped(call);
         char what[160];
         snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
+        return report(what);
+    }
+
+    // A stop signal came: said, with the call it interrupted (EINTR), or
+    // none if it came between calls. False.
+    bool stopped(const char* call) {
+        char what[80];
+        if (call == nullptr)
+            snprintf(what, sizeof what, "stopped by %s", signal_name(g_signal));
+        else
+            snprintf(what, sizeof what, "%s: %s (%s)", call, strerror(EINTR), signal_name(g_signal));
         return report(what);
     }
 

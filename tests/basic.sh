@@ -107,7 +107,11 @@ t_args_as_messages() {
   printf 'hello\nsecond message\n' >"$T/want"
   expect_same "$T/want" "$T/r.out"
   expect_empty "$T/s.out"
-  expect_grep "$T/r.err" "queue $KEY \(id [0-9]+\) ready"
+  # The queue's creation and removal are status lines: the call, and the queue id.
+  local id
+  id=$(sed -nE "s/^receiver: msgget\($KEY, IPC_CREAT \| IPC_EXCL \| 0600\): queue id ([0-9]+); waiting for 1 sender$/\1/p" "$T/r.err")
+  [ -n "$id" ] || fail "no msgget line: $(head -2 "$T/r.err")"
+  expect_grep "$T/r.err" "^receiver: msgctl\($id, IPC_RMID\): queue $KEY removed$"
   expect_grep "$T/s.err" 'done: 21 bytes in 2 messages delivered'
   expect_no_grep "$T/s.err" 'type lines|delivered message'
 }
@@ -211,12 +215,15 @@ t_async_waits_for_room() {
 t_verbose_shows_each_message() {
   printf 'one\ntwo\n' >"$T/in"
   run_pair -v
-  local type
+  local type id
+  id=$(sed -nE 's/^receiver: msgget\(.*\): queue id ([0-9]+);.*/\1/p' "$T/r.err")
+  expect_grep "$T/s.err" "^sender: msgget\($KEY, 0\): queue id ${id:-none}$"
   type=$(sed -n 's/^sender: msgsnd(type 1) HELLO seq 0, 12 bytes$/x/p' "$T/s.err")
   [ "$type" = x ] || fail "no HELLO traced: $(head -3 "$T/s.err")"
+  expect_grep "$T/r.err" "^receiver: msgrcv\(type 1\) HELLO seq 0 from $s_pid, 12 bytes$"
   type=$(sed -nE 's/^sender: msgrcv\(type ([0-9]+)\) WELCOME seq 0, 12 bytes$/\1/p' "$T/s.err")
   [ "${type:-0}" -ge 2 ] || fail "no WELCOME of the sender's type traced"
-  expect_grep "$T/r.err" "^receiver: msgrcv\(type 1\) DATA seq 2, 4 bytes$"
+  expect_grep "$T/r.err" "^receiver: msgrcv\(type 1\) DATA seq 2 from $s_pid, 4 bytes$"
   expect_grep "$T/r.err" "^receiver: msgsnd\(type $type, IPC_NOWAIT\) ACK seq 2, 0 bytes$"
   expect_grep "$T/s.err" "^sender: msgsnd\(type 1\) END seq 3, 16 bytes$"
   expect_grep "$T/s.err" "^sender: msgrcv\(type $type\) TALLY seq 3, 16 bytes$"
@@ -387,15 +394,60 @@ t_extra_sender_refused() {
 
 # make demo, its output in a file: no colour codes, and each data line
 # where it happened, after the receiver got the DATA and before its ACK.
+# The demo, into a file: each concept of the lab notes happens and is shown,
+# in order; plain text; exit 0; nothing left behind. (It runs as make demo
+# would, SIGINT not ignored; in the background it sends SIGTERM instead.)
 t_demo_in_a_file() {
-  DEMO_KEY=$KEY run d ./run_demo.sh
+  DEMO_KEY=$KEY run d env --default-signal ./run_demo.sh
   expect_status d 0
   expect_no_grep "$T/d.out" $'\033'
-  awk '/^receiver: msgrcv\(type 1\) DATA seq 1, 6 bytes/ && !got { got = NR }
+  local heads
+  heads=$(sed -n 's/^== \([0-9a-c]*\)\. .*/\1/p' "$T/d.out" | tr '\n' ' ')
+  [ "$heads" = "1 2 3 4a 4b 4c 5 " ] || fail "the steps are not 1 to 5: $heads"
+  # 1: msgget's flags, and ipcs -q's perms column while the queue exists.
+  expect_grep "$T/d.out" "^receiver: msgget\($KEY, IPC_CREAT \| IPC_EXCL \| 0600\): queue id [0-9]+; waiting"
+  expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +0 +0 *$"
+  # 2: types; the line is written between its DATA and its ACK.
+  awk '/^receiver: msgrcv\(type 1\) DATA seq 1 from [0-9]+, 6 bytes$/ && !got { got = NR }
        $0 == "hello" && !line { line = NR }
-       /^receiver: msgsnd\(type [0-9]+, IPC_NOWAIT\) ACK seq 1, 0 bytes/ && !ack { ack = NR }
-       END { exit !(got && got < line && line < ack) }' "$T/d.out" ||
-    fail "'hello' is not between its DATA and its ACK: $(grep -n -m 3 -e hello -e 'seq 1,' "$T/d.out")"
+       /^receiver: msgsnd\(type [0-9]+, IPC_NOWAIT\) ACK seq 1, 0 bytes$/ && !ack { ack = NR }
+       /^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$/ && !back { back = NR }
+       END { exit !(got && got < line && line < ack && ack < back) }' "$T/d.out" ||
+    fail "'hello' is not between its DATA and its ACK: $(grep -n -m 4 -e hello -e 'seq 1[ ,]' "$T/d.out")"
+  # 3: IPC_NOWAIT; two messages wait in the queue of a stopped receiver.
+  expect_grep "$T/d.out" '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, 10 bytes$'
+  expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +58 +2 *$"
+  # 4: success, EINTR, EIDRM, and what each side said.
+  expect_grep "$T/d.out" '^\$ kill -CONT [0-9]+$'
+  expect_grep "$T/d.out" '^sender: msgrcv: Interrupted system call \(SIGINT\); 1 message \(14 bytes\) acknowledged$'
+  expect_grep "$T/d.out" '^receiver: sender [0-9]+ was interrupted after 2 messages \(26 bytes\)$'
+  expect_grep "$T/d.out" "^sender: msgrcv: Identifier removed \(queue $KEY\); 0 messages \(0 bytes\) acknowledged$"
+  expect_grep "$T/d.out" "^receiver: msgrcv: Identifier removed \(queue $KEY\)$"
+  # 5: msgctl(IPC_RMID), then no queue in ipcs -q.
+  expect_grep "$T/d.out" "^receiver: msgctl\([0-9]+, IPC_RMID\): queue $KEY removed$"
+  [ "$(tail -3 "$T/d.out" | head -1)" = "$(ipcs -q | grep msqid)" ] ||
+    fail "ipcs -q does not end the demo: $(tail -3 "$T/d.out")"
+  expect_grep "$T/d.out" '^run_demo.sh: each step did what it said$'
+  ! pgrep -f -- "-k $KEY" >/dev/null || fail "the demo left $(pgrep -fa -- "-k $KEY")"
+  DEMO_KEY=$KEY run bg ./run_demo.sh
+  expect_status bg 0
+  expect_grep "$T/bg.out" '^sender: msgrcv: Interrupted system call \(SIGTERM\); 1 message'
+  expect_grep "$T/bg.out" '^\(process [0-9]+ exited 143\)$'
+}
+
+# A step that does not do what it says stops the demo, with status 1: here
+# the key has a queue already, so the receiver cannot create one. That
+# queue is left alone.
+t_demo_stops_at_a_failed_step() {
+  "$HOSTILE" "$KEY" squat 0600 || fail "could not create the queue"
+  DEMO_KEY=$KEY run d ./run_demo.sh
+  expect_status d 1
+  expect_grep "$T/d.out" "^receiver: queue $KEY already exists"
+  expect_grep "$T/d.out" '^run_demo.sh: step 1 did not do what it says: never printed: '
+  expect_no_grep "$T/d.out" '^== 2'
+  queue_exists || fail "the demo removed a queue that was not its own"
+  ipcrm -Q "$KEY"
+  ! pgrep -f -- "-k $KEY" >/dev/null || fail "the demo left $(pgrep -fa -- "-k $KEY")"
 }
 
 t_install_uninstall() {
@@ -414,4 +466,4 @@ TESTS+=(t_help_and_version t_readme_quotes_help t_usage_errors t_default_key_fro
   t_random_20mb_async t_async_short_lines t_async_waits_for_room t_verbose_shows_each_message t_terminal_prompts t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue
   t_small_queue_sync_and_async t_chat_mode t_chat_mode_small_queue t_chat_mode_replies_run_out t_extra_sender_refused
-  t_demo_in_a_file t_install_uninstall)
+  t_demo_in_a_file t_demo_stops_at_a_failed_step t_install_uninstall)

@@ -43,16 +43,21 @@ expect_prefix() {
 wait_output() { wait_until test -s "$T/r.out"; }
 
 # signal_idle_receivers SIG... : each signal ends an idle receiver, which
-# removes its queue and then dies of it.
+# says it ended msgrcv (EINTR), removes its queue and then dies of it.
 signal_idle_receivers() {
-  local sig
+  local sig pid name
   for sig in "$@"; do
     start "r$sig" "${RECEIVER[@]}" -k "$KEY"
-    wait_queue
-    kill -"$sig" "$(eval echo "\$r${sig}_pid")"
+    pid=r${sig}_pid
+    blocked_in "${!pid}" msgrcv
+    kill -"$sig" "${!pid}"
     finish "r$sig" 3
     expect_status "r$sig" $((128 + $(signum "$sig")))
     ! queue_exists || fail "SIG$sig left the queue"
+    name=SIG$sig
+    [ "$sig" != RTMIN ] || name='a real-time signal'
+    expect_grep "$T/r$sig.err" "^receiver: msgrcv: Interrupted system call \($name\)$"
+    expect_grep "$T/r$sig.err" "^receiver: msgctl\([0-9]+, IPC_RMID\): queue $KEY removed$"
   done
 }
 
@@ -101,7 +106,7 @@ t_signal_receiver_blocked_in_write() {
   finish s 3
   expect_status r 143
   expect_status s 1
-  expect_no_grep "$T/r.err" 'write:'
+  expect_grep "$T/r.err" '^receiver: write: Interrupted system call \(SIGTERM\)$'
 }
 
 # The sender waits for an acknowledgment that does not come; Ctrl-C.
@@ -110,11 +115,13 @@ t_signal_sender_waiting_for_ack() {
   stop "$r_pid"
   echo hello >&3
   wait_count 1
+  blocked_in "$s_pid" msgrcv
   kill -INT "$s_pid"
   finish s 2
   kill -CONT "$r_pid"
   finish r 3
   expect_status s 130
+  expect_grep "$T/s.err" '^sender: msgrcv: Interrupted system call \(SIGINT\); 0 messages \(0 bytes\) acknowledged$'
   expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(6 bytes\)$"
 }
@@ -137,6 +144,7 @@ t_signal_sender_blocked_in_msgsnd() {
   kill -CONT "$r_pid"
   finish r 3
   expect_status s 143
+  expect_grep "$T/s.err" '^sender: msgsnd: Interrupted system call \(SIGTERM\); [0-9]+ messages \([0-9]+ bytes\) sent, none confirmed \(--async\)$'
   expect_status r 1
   # LEAVE is sent if it still fits in the full queue; else the watchdog tells.
   expect_grep "$T/r.err" "^receiver: sender $s_pid (was interrupted|died) after [0-9]+ messages?"
@@ -168,10 +176,12 @@ t_signal_sender_reading_input() {
   session
   echo first >&3
   wait_output
+  blocked_in "$s_pid" pipe
   kill -HUP "$s_pid"
   finish s 2
   finish r 3
   expect_status s 129
+  expect_grep "$T/s.err" '^sender: read: Interrupted system call \(SIGHUP\); 1 message \(6 bytes\) acknowledged$'
   expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after 1 message \(6 bytes\)$"
   printf 'first\n' >"$T/want"
@@ -215,7 +225,7 @@ t_receiver_killed() {
   queue_exists || fail "the refusing receiver removed the queue"
   ipcrm -Q "$KEY"
   start r3 "${RECEIVER[@]}" -k "$KEY"
-  wait_until grep -q ready "$T/r3.err"
+  wait_until grep -q 'waiting for' "$T/r3.err"
   run s3 "${SENDER[@]}" -k "$KEY" -w 10 again
   finish r3
   expect_clean_run r3 s3
@@ -231,7 +241,7 @@ t_dead_sender_held_lines_written() {
   IN=$T/fa start a "${SENDER[@]}" -k "$KEY" -w 10
   IN=$T/fb start b "${SENDER[@]}" -k "$KEY" -w 10 --async
   head -c 10000 /dev/zero | tr '\0' a >&3
-  wait_until grep -q "msgrcv(type 1) DATA seq 1, 8176 bytes (more)" "$T/r.err"  # a's
+  wait_until grep -Eq "msgrcv\(type 1\) DATA seq 1 from $a_pid, 8176 bytes \(more\)" "$T/r.err"
   printf 'b1\nb2\nb3\n' >&5
   wait_until lines_read 9  # b's 3 lines, in as many messages as they came in (held)
   kill -9 "$b_pid"
@@ -250,7 +260,7 @@ t_dead_sender_held_lines_written() {
 
 # lines_read N: the receiver has read (-v) N bytes of DATA that ends lines.
 lines_read() {
-  awk -v n="$1" '/msgrcv\(type 1.*\) DATA seq [0-9]+, [0-9]+ bytes$/ { sum += $(NF - 1) }
+  awk -v n="$1" '/msgrcv\(type 1.*\) DATA seq [0-9]+ from [0-9]+, [0-9]+ bytes$/ { sum += $(NF - 1) }
     END { exit sum < n }' "$T/r.err"
 }
 
@@ -463,6 +473,7 @@ t_chat_receiver_interrupted() {
   finish r 2
   finish s 3
   expect_status r 143
+  expect_grep "$T/r.err" '^receiver: read: Interrupted system call \(SIGTERM\)$'
   expect_status s 1
   expect_grep "$T/s.err" "^sender: msg(rcv|ctl\(IPC_STAT\)): Identifier removed \(queue $KEY\); 0 messages"
 }
@@ -581,6 +592,8 @@ t_more_stop_signals() {
   finish s 2
   finish r 3
   expect_status s 131
+  # Blocked, or between two calls: either way it says so.
+  expect_grep "$T/s.err" '^sender: (msgsnd: Interrupted system call \(SIGQUIT\)|msgrcv: Interrupted system call \(SIGQUIT\)|read: Interrupted system call \(SIGQUIT\)|stopped by SIGQUIT); [0-9]+ messages? \([0-9]+ bytes?\) acknowledged$'
   expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after [0-9]+ messages?"
   expect_prefix
@@ -703,7 +716,7 @@ t_stdout_closed_nothing_to_write() {
 # that a killed receiver left; the first goes on unharmed.
 t_second_receiver_refused() {
   start r "${RECEIVER[@]}" -k "$KEY"
-  wait_until grep -q ready "$T/r.err"
+  wait_until grep -q 'waiting for' "$T/r.err"
   run r2 "${RECEIVER[@]}" -k "$KEY"
   expect_status r2 1
   expect_grep "$T/r2.err" "^receiver: queue $KEY already exists: another receiver uses it, or a killed one left it; if none runs, remove it with 'ipcrm -Q $KEY'$"
@@ -872,7 +885,7 @@ check_fault() {
     expect_status r2 1
     ipcrm -Q "$KEY"
     start r3 "${RECEIVER[@]}" -k "$KEY"
-    wait_until grep -q ready "$T/r3.err"
+    wait_until grep -q 'waiting for' "$T/r3.err"
     run s3 "${SENDER[@]}" -k "$KEY" -q -w 2 again
     finish r3
     expect_clean_run r3 s3
@@ -978,7 +991,8 @@ t_tiny_msgmax() {
     wait $!; echo "sender $s, receiver $?"' _ ./receiver "$KEY" "$T" ./sender
   expect_grep "$T/p.out" '^receiver 1, 0 queues$'
   expect_grep "$T/r1.err" "^receiver: queue $KEY takes messages of at most 20 bytes \(msgmax\): too small for one of 32$"
-  expect_no_grep "$T/r1.err" ready
+  expect_no_grep "$T/r1.err" 'waiting for'
+  expect_grep "$T/r1.err" "^receiver: msgctl\([0-9]+, IPC_RMID\): queue $KEY removed$"
   expect_grep "$T/p.out" '^sender 0, receiver 0$'
   expect_same "$T/in" "$T/out"
 }
