@@ -210,7 +210,7 @@ inline long long parse_number(const char* s, int base, long long lo, long long h
 inline int ipc_errno(int q) {
     int e = errno;
     msqid_ds ds;
-    return e == EINVAL && msgctl(q, IPC_STAT, &ds) < 0 ? EIDRM : e;
+    return e == EINVAL && q >= 0 && msgctl(q, IPC_STAT, &ds) < 0 ? EIDRM : e;
 }
 
 // Who else owns or created a queue (a creator keeps its rights after handing

@@ -135,7 +135,7 @@ private:
     // next request, or, with none waiting, the output flushed. msgrcv blocks
     // only once all is written.
     bool step() {
-        if (g_signal) return complain("stopped by %s", signal_name(g_signal));  // between calls
+        if (g_signal) return complain("interrupted by %s", signal_name(g_signal));  // between calls
         if (g_tick) return check_senders();
         Message m;
         ssize_t n = next_request(m, out_.empty() ? 0 : IPC_NOWAIT);
@@ -351,14 +351,18 @@ private:
     // Once a second: a sender that died without a word has its session ended,
     // but only after all it sent before it died, in the queue or held, is
     // handled (so every waiting request is handled first). One dead after its
-    // END never said BYE: it did not finish.
+    // END never said BYE: it did not finish. A queue removed meanwhile (a
+    // sender dies of that too) is said as such.
     bool check_senders() {
         g_tick = 0;
         Message m;
         for (Session& s : sessions_) {
             if (s.state == Session::kDone || alive(s.sender)) continue;
-            for (ssize_t n; !g_signal && (n = next_request(m, IPC_NOWAIT)) >= 0;)
+            ssize_t n;
+            while (!g_signal && (n = next_request(m, IPC_NOWAIT)) >= 0)
                 if (!handle(m, n)) return false;
+            if (g_signal) return true;  // step() says so
+            if (errno != ENOMSG) return failed("msgrcv");
             if (s.state != Session::kDone && !holds(s))
                 gone(s, s.state == Session::kEnded ? "ended without a BYE" : "died");
         }

@@ -278,7 +278,7 @@ private:
     bool stopped(const char* call) {
         char what[80];
         if (call == nullptr)
-            snprintf(what, sizeof what, "stopped by %s", signal_name(g_signal));
+            snprintf(what, sizeof what, "interrupted by %s", signal_name(g_signal));
         else
             snprintf(what, sizeof what, "%s: %s (%s)", call, strerror(EINTR), signal_name(g_signal));
         return report(what);

@@ -431,6 +431,26 @@ t_chat_queue_removed() {
   expect_no_grep "$T/r.err" died
 }
 
+# The queue removed while the receiver is stopped, and its sender gone of
+# that: continued after its watchdog's tick is due, the receiver says that
+# the queue is gone, not that its sender died.
+t_queue_removed_under_a_stopped_receiver() {
+  session
+  stop "$r_pid"
+  echo hello >&3
+  wait_count 1
+  ipcrm -Q "$KEY"
+  finish s 2
+  sleep 1.2
+  kill -CONT "$r_pid"
+  finish r 3
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: msgrcv: Identifier removed \(queue $KEY\); 0 messages"
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: msgrcv: Identifier removed \(queue $KEY\)$"
+  expect_no_grep "$T/r.err" died
+}
+
 both_connected() { [ "$(grep -c connected "$T/r.err")" -eq 2 ]; }
 
 # A chat reply to sender a fills a 100-byte queue; a is stopped, so it stays
@@ -593,7 +613,7 @@ t_more_stop_signals() {
   finish r 3
   expect_status s 131
   # Blocked, or between two calls: either way it says so.
-  expect_grep "$T/s.err" '^sender: (msgsnd: Interrupted system call \(SIGQUIT\)|msgrcv: Interrupted system call \(SIGQUIT\)|read: Interrupted system call \(SIGQUIT\)|stopped by SIGQUIT); [0-9]+ messages? \([0-9]+ bytes?\) acknowledged$'
+  expect_grep "$T/s.err" '^sender: (msgsnd: Interrupted system call \(SIGQUIT\)|msgrcv: Interrupted system call \(SIGQUIT\)|read: Interrupted system call \(SIGQUIT\)|interrupted by SIGQUIT); [0-9]+ messages? \([0-9]+ bytes?\) acknowledged$'
   expect_status r 1
   expect_grep "$T/r.err" "^receiver: sender $s_pid was interrupted after [0-9]+ messages?"
   expect_prefix
@@ -1046,7 +1066,7 @@ TESTS+=(
   t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full
   t_foreign_queue_untouched t_sender_refuses_squatted_queue t_sender_refuses_handed_over_queue
   t_sender_without_permission t_hostile_messages t_chat_sender_killed t_chat_sender_interrupted
-  t_chat_receiver_interrupted t_chat_queue_removed t_reply_waits_behind_a_dead_senders t_chat_reply_cannot_fit t_queue_too_small_for_a_session
+  t_chat_receiver_interrupted t_chat_queue_removed t_queue_removed_under_a_stopped_receiver t_reply_waits_behind_a_dead_senders t_chat_reply_cannot_fit t_queue_too_small_for_a_session
   t_sender_stopped_before_welcome t_more_stop_signals t_stalled_line_bounded t_stalled_line_full_queue
   t_output_file_size_limit t_sender_killed_before_tally t_sigpipe_ignored
   t_stdout_closed_nothing_to_write t_second_receiver_refused t_wait_is_at_least_asked
