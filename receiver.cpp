@@ -451,15 +451,14 @@ int main(int argc, char** argv) {
     install_signal_handlers();
     int q = create_queue(opt);  // msgget(key, IPC_CREAT | IPC_EXCL | mode)
     if (q < 0) return 1;
-    bool ok = fits(q, opt.key, kMinText);  // a queue that can carry no session is not announced
-    if (ok) {
+    bool announced = fits(q, opt.key, kMinText);  // not a queue that can carry no session
+    if (announced)
         note("msgget(0x%08x, IPC_CREAT | IPC_EXCL | %04o): queue id %d; waiting for %u sender%s",
              unsigned(opt.key), unsigned(opt.mode), q, opt.senders, plural(opt.senders));
-        ok = Receiver(q, opt).serve();  // msgrcv each request, msgsnd each reply
-    }
+    bool ok = announced && Receiver(q, opt).serve();  // msgrcv each request, msgsnd each reply
     int e = msgctl(q, IPC_RMID, nullptr) < 0 ? ipc_errno(q) : 0;  // remove the queue
     if (e == 0) {
-        note("msgctl(%d, IPC_RMID): queue 0x%08x removed", q, unsigned(opt.key));
+        if (announced) note("msgctl(%d, IPC_RMID): queue 0x%08x removed", q, unsigned(opt.key));
     } else if (e != EIDRM) {  // EIDRM: someone removed it first, as we were told
         complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(opt.key));
         ok = false;

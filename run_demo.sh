@@ -34,6 +34,7 @@ if [ -n "$(trap -p INT)" ]; then
 fi
 tmp=$(mktemp -d)
 log=$tmp/log  # a copy of all we print, to look at what the programs said
+received=$tmp/received  # what the first receiver writes
 current=0     # the step under way
 from=1        # the first line of $log that it printed
 receiver='' async='' asker='' waiter=''  # their pids, set by start
@@ -52,10 +53,13 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "run_demo.sh: interrupted in step $current"; exit 130' INT
+trap 'echo "run_demo.sh: terminated in step $current"; exit 143' TERM
 
+# All output goes through tee, which keeps a copy in $log. It ignores
+# Ctrl-C, so that what the programs say as they end still gets out.
 : >"$log"
-exec > >(tee "$log") 2>&1
+exec > >(trap '' INT TERM; exec tee "$log") 2>&1
 tee_pid=$!
 
 # step SENTENCE: a new step, and the one sentence that says what it shows.
@@ -91,23 +95,29 @@ await() {
   broken "never printed: $1"
 }
 
-# start NAME CMD...: CMD in the background, its pid in $NAME, shown with
-# its input if IN names one. A script's background job starts with SIGINT
-# ignored; `trap - INT` gives it back, for step 4b.
+# start NAME CMD...: CMD in the background, its pid in $NAME (printf -v),
+# its input from $IN and its output to $OUT if they are set. A script's
+# background job starts with SIGINT ignored; `trap - INT` gives it back,
+# for step 4b. It does not hold the fifo open (fd 4): its input could not end.
 start() {
   local name=$1
   shift
-  printf '$ %s%s &\n' "$*" "${IN:+ < $IN}"
-  (trap - INT; exec "$@" <"${IN:-/dev/null}" 4>&-) &
+  printf '$ %s%s%s &\n' "$*" "${IN:+ < $IN}" "${OUT:+ > $OUT}"
+  (trap - INT; exec "$@" <"${IN:-/dev/null}" >"${OUT:-/dev/stdout}" 4>&-) &
   printf -v "$name" '%s' "$!"
 }
 
-# ended NAME STATUS: waits for process $NAME, which must exit with STATUS.
+# ended NAME STATUS: waits for process $NAME (${!1}: the pid it holds),
+# which must exit with STATUS.
 ended() {
   local rc
   wait "${!1}"
   rc=$?
-  echo "(process ${!1} exited $rc)"
+  if [ "$rc" -gt 128 ]; then
+    echo "(process ${!1} exited $rc: 128 + $((rc - 128)), killed by SIG$(kill -l "$rc"))"
+  else
+    echo "(process ${!1} exited $rc)"
+  fi
   [ "$rc" -eq "$2" ] || broken "$1 exited $rc, not $2"
 }
 
@@ -141,52 +151,63 @@ show_queue() {
   ipcs -q | grep -e msqid -e "^$key "
 }
 
-# lines FIFO: a fifo for a sender's input, which feed writes to (fd 4).
-lines() {
-  fifo=$1
-  mkfifo "$fifo"
+# input NAME: a fifo for a sender's input, held open for writing on fd 4
+# (so that the input ends only when we close it), its path in $fifo.
+input() {
+  fifo=$tmp/$1
+  show mkfifo "$fifo"
+  printf '$ exec 4<>%s\n' "$fifo"
   exec 4<>"$fifo"
 }
-
-# feed CMD...: prints CMD writing to the fifo, then runs it so.
+# feed CMD...: CMD's output into the fifo.
 feed() {
-  printf '$ %s > %s\n' "$*" "$fifo"
+  printf '$ %s >&4\n' "$*"
   "$@" >&4
+}
+close_input() {
+  printf '$ exec 4>&-\n'
+  exec 4>&-
 }
 
 echo "run_demo.sh: the System V message-queue lab, live, on key $key."
-echo 'Lines "receiver: ..." and "sender: ..." are what the programs say on stderr:'
-echo 'with -v, one per msgsnd and msgrcv. Lines "$ ..." are the commands this script'
-echo 'runs. Other lines are what the receiver writes: the data.'
+echo 'Lines "receiver: ..." and "sender: ..." are what the programs print on stderr'
+echo '(with -v, one per msgsnd and msgrcv). Lines "$ ..." are the commands this'
+echo 'script runs, followed by their output. The receiver writes what it gets to a file.'
 
-step "1. msgget: the receiver creates the queue with IPC_CREAT | IPC_EXCL (a new one, never one already there) and mode 0600 (only its owner may read and write it)."
-start receiver ./receiver -k "$key" -v --senders 4
+step "1. msgget: the receiver creates the queue with IPC_CREAT | IPC_EXCL and mode 0600 (S_IRUSR | S_IWUSR: its owner may read and write it); while the key has a queue, IPC_EXCL makes a second receiver's msgget fail (EEXIST)."
+OUT=$received start receiver ./receiver -k "$key" -v --senders 4
 await '^receiver: msgget\(.*IPC_CREAT \| IPC_EXCL \| 0600\): queue id [0-9]+; waiting for 4 senders$'
 show_queue
 [ "$(queue_row | awk '{ print $4 }')" = 600 ] || broken "the queue's perms are not 600"
+! show ./receiver -k "$key" || broken "a second receiver was let in"
+await "^receiver: queue $key already exists"
 
-step "2. Message types select who reads what: requests have type 1, which the receiver reads with msgrcv(type 1); replies have the type their sender drew, which only it reads; a synchronous sender waits for each line's ACK."
+step "2. Message types select who reads what: each request has type 1, which the receiver reads with msgrcv(type 1); each sender picks a type at random for its replies and reads only that one; a synchronous sender waits for each line's ACK, sent once the line is written."
 show ./sender -k "$key" -v hello again || broken "the sender failed"
 await '^sender: msgrcv\(type [0-9]+\) ACK seq 2, 0 bytes$'
+show cat "$received"
 
-step "3. IPC_NOWAIT: an --async sender's msgsnd returns at once instead of waiting (EAGAIN if the queue is full), so it sends all its lines while the receiver is stopped, and then waits only for the TALLY."
-lines "$tmp/async"
-IN=$tmp/async start async ./sender -k "$key" -v --async
+step "3. IPC_NOWAIT: an --async sender sends without waiting for ACKs, with msgsnd(IPC_NOWAIT), which fails at once (EAGAIN) where it would wait for room; with the receiver stopped the queue fills (msg_qbytes, 16384 bytes), and from then on the sender waits in a blocking msgsnd until the receiver, continued, makes room (the receiver too reads with IPC_NOWAIT while it has data to write)."
+input async
+IN=$fifo start async ./sender -k "$key" -v --async
 await "^receiver: sender $async connected$"
 stopped "$receiver"
-feed seq 1 5
-exec 4>&-
-await '^sender: msgsnd\(type 1\) END seq 2, 16 bytes$'
+feed seq 1 10000
+close_input
+await '^sender: the queue is full: msgsnd waits for room from now on$'
 blocked "$async"
+show ps -o pid,stat,wchan:12,args -p "$async"
 show_queue
-[ "$(queue_row | awk '{ print $6 }')" = 2 ] || broken "DATA and END are not both in the queue"
+[ "$(queue_row | awk '{ print $5 }')" -gt 8192 ] || broken "the queue has room for another message"
 show kill -CONT "$receiver"
 ended async 0
-await '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, 10 bytes$'
+await '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, [0-9]+ bytes$'
+show tail -n 2 "$received"
+seq 1 10000 | cmp -s - <(tail -n 10000 "$received") || broken "the receiver did not write what was sent"
 
-step "4a. A blocked call ends in one of three ways, the first being success: a sender waits in msgrcv for its ACK while the receiver is stopped, and gets it once the receiver goes on."
-lines "$tmp/chat"
-IN=$tmp/chat start asker ./sender -k "$key" -v
+step "4a. A blocked call ends in one of three ways. It succeeds: a sender waits in msgrcv for its ACK while the receiver is stopped, and gets it once the receiver goes on."
+input chat
+IN=$fifo start asker ./sender -k "$key" -v
 await "^receiver: sender $asker connected$"
 stopped "$receiver"
 feed echo are you there
@@ -195,20 +216,20 @@ show ps -o pid,stat,wchan:12,args -p "$asker"
 show kill -CONT "$receiver"
 await '^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$'
 
-step "4b. A signal arrives: msgrcv fails with EINTR, and the sender, which got $said, says so, tells the receiver (LEAVE) and dies of the signal."
+step "4b. A signal arrives: msgrcv fails with EINTR (\"Interrupted system call\"); the sender, sent $said while it waits for its second ACK, says so, sends LEAVE and dies of the signal; the receiver, continued, still writes that line, then reads the LEAVE."
 stopped "$receiver"
 feed echo still there
 blocked "$asker"
 show kill -"$sig" "$asker"
 await "^sender: msgrcv: Interrupted system call \\(SIG$sig\\); 1 message \\(14 bytes\\) acknowledged$"
 ended asker $((128 + $(kill -l "$sig")))
-exec 4>&-
+close_input
 show kill -CONT "$receiver"
 await "^receiver: sender $asker was interrupted after 2 messages \(26 bytes\)$"
 
-step "4c. The queue is removed (ipcrm -Q: msgctl IPC_RMID) while a sender waits in msgrcv, which fails with EIDRM (\"Identifier removed\"); the stopped receiver finds it gone once it goes on."
-lines "$tmp/last"
-IN=$tmp/last start waiter ./sender -k "$key" -v
+step "4c. The queue is removed (ipcrm -Q calls msgctl(IPC_RMID)) while a sender waits in msgrcv, which fails with EIDRM (\"Identifier removed\"); the receiver, stopped meanwhile, finds the queue gone when it goes on (its call gets EINVAL, said the same way); both exit 1."
+input last
+IN=$fifo start waiter ./sender -k "$key" -v
 await "^receiver: sender $waiter connected$"
 stopped "$receiver"
 feed echo anyone
@@ -216,13 +237,13 @@ blocked "$waiter"
 show ipcrm -Q "$key"
 await '^sender: msgrcv: Identifier removed \(queue 0x[0-9a-f]+\); 0 messages \(0 bytes\) acknowledged$'
 ended waiter 1
-exec 4>&-
+close_input
 show kill -CONT "$receiver"
 await '^receiver: msgrcv: Identifier removed \(queue 0x[0-9a-f]+\)$'
 ended receiver 1
 
 step "5. msgctl(IPC_RMID): a receiver removes its queue once its last sender has said BYE, and ipcs -q shows it gone."
-start receiver ./receiver -k "$key"
+start receiver ./receiver -k "$key" -v
 await '^receiver: msgget\(.*\): queue id [0-9]+; waiting for 1 sender$'
 show ./sender -k "$key" goodbye || broken "the sender failed"
 ended receiver 0

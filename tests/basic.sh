@@ -404,26 +404,30 @@ t_demo_in_a_file() {
   local heads
   heads=$(sed -n 's/^== \([0-9a-c]*\)\. .*/\1/p' "$T/d.out" | tr '\n' ' ')
   [ "$heads" = "1 2 3 4a 4b 4c 5 " ] || fail "the steps are not 1 to 5: $heads"
-  # 1: msgget's flags, and ipcs -q's perms column while the queue exists.
+  # 1: msgget's flags; ipcs -q's perms column while the queue exists; IPC_EXCL.
   expect_grep "$T/d.out" "^receiver: msgget\($KEY, IPC_CREAT \| IPC_EXCL \| 0600\): queue id [0-9]+; waiting"
   expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +0 +0 *$"
-  # 2: types; the line is written between its DATA and its ACK.
-  awk '/^receiver: msgrcv\(type 1\) DATA seq 1 from [0-9]+, 6 bytes$/ && !got { got = NR }
-       $0 == "hello" && !line { line = NR }
-       /^receiver: msgsnd\(type [0-9]+, IPC_NOWAIT\) ACK seq 1, 0 bytes$/ && !ack { ack = NR }
-       /^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$/ && !back { back = NR }
-       END { exit !(got && got < line && line < ack && ack < back) }' "$T/d.out" ||
-    fail "'hello' is not between its DATA and its ACK: $(grep -n -m 4 -e hello -e 'seq 1[ ,]' "$T/d.out")"
-  # 3: IPC_NOWAIT; two messages wait in the queue of a stopped receiver.
-  expect_grep "$T/d.out" '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, 10 bytes$'
-  expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +58 +2 *$"
+  expect_grep "$T/d.out" "^receiver: queue $KEY already exists"
+  # 2: types; sync: each DATA's ACK before the next DATA; what was written.
+  expect_grep "$T/d.out" '^receiver: msgrcv\(type 1\) DATA seq 1 from [0-9]+, 6 bytes$'
+  awk '/^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$/ && !ack { ack = NR }
+       /^sender: msgsnd\(type 1\) DATA seq 2, 6 bytes$/ && !next_data { next_data = NR }
+       END { exit !(ack && ack < next_data) }' "$T/d.out" ||
+    fail "DATA 2 went before ACK 1: $(grep -n -m 4 -e 'ACK seq 1' -e 'DATA seq 2' "$T/d.out")"
+  grep -A 2 '^\$ cat .*/received$' "$T/d.out" | tail -2 | tr '\n' ' ' | grep -qx 'hello again ' ||
+    fail "the received file is not shown as hello, again"
+  # 3: IPC_NOWAIT, then EAGAIN on a full queue (two messages), then blocking.
+  expect_grep "$T/d.out" '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, [0-9]+ bytes$'
+  expect_grep "$T/d.out" '^sender: the queue is full: msgsnd waits for room from now on$'
+  expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +[1-9][0-9]{3,} +[1-9][0-9]* *$"
+  expect_grep "$T/d.out" '^sender: done: 48894 bytes in [0-9]+ messages delivered$'
   # 4: success, EINTR, EIDRM, and what each side said.
-  expect_grep "$T/d.out" '^\$ kill -CONT [0-9]+$'
   expect_grep "$T/d.out" '^sender: msgrcv: Interrupted system call \(SIGINT\); 1 message \(14 bytes\) acknowledged$'
+  expect_grep "$T/d.out" '^\(process [0-9]+ exited 130: 128 \+ 2, killed by SIGINT\)$'
   expect_grep "$T/d.out" '^receiver: sender [0-9]+ was interrupted after 2 messages \(26 bytes\)$'
   expect_grep "$T/d.out" "^sender: msgrcv: Identifier removed \(queue $KEY\); 0 messages \(0 bytes\) acknowledged$"
   expect_grep "$T/d.out" "^receiver: msgrcv: Identifier removed \(queue $KEY\)$"
-  # 5: msgctl(IPC_RMID), then no queue in ipcs -q.
+  # 5: msgctl(IPC_RMID) after the BYE, then no queue in ipcs -q.
   expect_grep "$T/d.out" "^receiver: msgctl\([0-9]+, IPC_RMID\): queue $KEY removed$"
   [ "$(tail -3 "$T/d.out" | head -1)" = "$(ipcs -q | grep msqid)" ] ||
     fail "ipcs -q does not end the demo: $(tail -3 "$T/d.out")"
@@ -432,7 +436,22 @@ t_demo_in_a_file() {
   DEMO_KEY=$KEY run bg ./run_demo.sh
   expect_status bg 0
   expect_grep "$T/bg.out" '^sender: msgrcv: Interrupted system call \(SIGTERM\); 1 message'
-  expect_grep "$T/bg.out" '^\(process [0-9]+ exited 143\)$'
+  expect_grep "$T/bg.out" '^\(process [0-9]+ exited 143: 128 \+ 15, killed by SIGTERM\)$'
+}
+
+# Ctrl-C in the middle of the demo: each process of its group gets SIGINT.
+# The demo says in which step; the receiver still says what happened and
+# removes its queue; nothing is left behind.
+t_demo_interrupted() {
+  DEMO_KEY=$KEY start d setsid env --default-signal ./run_demo.sh
+  wait_until grep -q 'waiting for 4 senders' "$T/d.out"
+  kill -INT -- "-$d_pid"
+  finish d 5
+  expect_status d 130
+  expect_grep "$T/d.out" '^run_demo.sh: interrupted in step [1-5]'
+  expect_grep "$T/d.out" '^receiver: (.*: Interrupted system call|interrupted by) \(?SIGINT\)?$'
+  expect_grep "$T/d.out" "^receiver: msgctl\([0-9]+, IPC_RMID\): queue $KEY removed$"
+  ! pgrep -f -- "-k $KEY" >/dev/null || fail "the demo left $(pgrep -fa -- "-k $KEY")"
 }
 
 # A step that does not do what it says stops the demo, with status 1: here
@@ -466,4 +485,4 @@ TESTS+=(t_help_and_version t_readme_quotes_help t_usage_errors t_default_key_fro
   t_random_20mb_async t_async_short_lines t_async_waits_for_room t_verbose_shows_each_message t_terminal_prompts t_quiet_is_quiet
   t_mode_default_and_widened t_three_senders t_three_senders_small_queue
   t_small_queue_sync_and_async t_chat_mode t_chat_mode_small_queue t_chat_mode_replies_run_out t_extra_sender_refused
-  t_demo_in_a_file t_demo_stops_at_a_failed_step t_install_uninstall)
+  t_demo_in_a_file t_demo_interrupted t_demo_stops_at_a_failed_step t_install_uninstall)
