@@ -74,7 +74,7 @@ public:
         bool said = false;
         while ((q_ = msgget(opt_.key, 0)) < 0) {
             if (errno != ENOENT) return failed("msgget");
-            if (g_signal) return stopped(nullptr);
+            if (g_signal) return interrupted(nullptr);
             if (time(nullptr) > deadline_)
                 return complain("no receiver: queue 0x%08x does not exist (waited %ld s)",
                                 unsigned(opt_.key), opt_.wait);
@@ -188,7 +188,7 @@ private:
     // waits for room, and from then on always (an offer refused is a copy
     // wasted). Other requests wait for room at once.
     bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-        if (g_signal) return stopped(nullptr);  // one that came between calls
+        if (g_signal) return interrupted(nullptr);  // one that came between calls
         if (kind != kHello) ++seq_;  // HELLO is 0; each later request counts one more
         Message m;                   // not zeroed: only the header and n bytes travel
         m.mtype = kRequestType;
@@ -212,7 +212,7 @@ private:
     // Waits for the reply of this kind to request seq. A REFUSE ends the session.
     bool await(Message& reply, uint16_t kind, uint32_t seq) {
         for (;;) {
-            if (g_signal) return stopped(nullptr);  // one that came between calls
+            if (g_signal) return interrupted(nullptr);  // one that came between calls
             ssize_t n = msgrcv(q_, &reply, kTextSize, session_, MSG_NOERROR);
             if (n < 0 && !keep_waiting("msgrcv")) return false;
             if (n < 0) continue;
@@ -250,7 +250,7 @@ private:
     // --wait not over before WELCOME, the queue and the receiver still there.
     bool keep_waiting(const char* call) {
         if (errno != EINTR) return failed(call);
-        if (g_signal) return stopped(call);
+        if (g_signal) return interrupted(call);
         if (!g_tick) return true;
         g_tick = 0;
         msqid_ds ds;
@@ -267,7 +267,7 @@ private:
     // A failed call, err(3) style. False.
     bool failed(const char* call) {
         int e = ipc_errno(q_);
-        if (e == EINTR && g_signal) return stopped(call);
+        if (e == EINTR && g_signal) return interrupted(call);
         char what[160];
         snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
         return report(what);
@@ -275,7 +275,7 @@ private:
 
     // A stop signal came: said, with the call it interrupted (EINTR), or
     // none if it came between calls. False.
-    bool stopped(const char* call) {
+    bool interrupted(const char* call) {
         char what[80];
         if (call == nullptr)
             snprintf(what, sizeof what, "interrupted by %s", signal_name(g_signal));
