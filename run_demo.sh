@@ -69,10 +69,15 @@ step() {
   printf '\n%s== %s%s\n' "$bold" "$*" "$plain"
 }
 
-# show CMD...: prints CMD as typed at a prompt, then runs it.
+# show CMD...: prints CMD as typed at a prompt, then runs it; a failure
+# is shown with its exit status.
 show() {
+  local rc
   printf '$ %s\n' "$*"
   "$@" </dev/null
+  rc=$?
+  [ "$rc" -eq 0 ] || echo "(exit status $rc)"
+  return "$rc"
 }
 
 # broken WHAT: a step did not do what its sentence says; the rest would
@@ -105,6 +110,7 @@ start() {
   printf '$ %s%s%s &\n' "$*" "${IN:+ < $IN}" "${OUT:+ > $OUT}"
   (trap - INT; exec "$@" <"${IN:-/dev/null}" >"${OUT:-/dev/stdout}" 4>&-) &
   printf -v "$name" '%s' "$!"
+  echo "[pid $!]"
 }
 
 # ended NAME STATUS: waits for process $NAME (${!1}: the pid it holds),
@@ -170,11 +176,13 @@ close_input() {
 }
 
 echo "run_demo.sh: the System V message-queue lab, live, on key $key."
-echo 'Lines "receiver: ..." and "sender: ..." are what the programs print on stderr'
-echo '(with -v, one per msgsnd and msgrcv). Lines "$ ..." are the commands this'
-echo 'script runs, followed by their output. The receiver writes what it gets to a file.'
+echo '"$ ..." lines are the commands this script runs, each followed by what it'
+echo 'prints; "[pid N]" is a process started in the background, "(... exited S)"'
+echo 'how it ended. "receiver: ..." and "sender: ..." lines are what the programs'
+echo 'say on stderr: with -v, one per msgsnd and msgrcv, naming the kind of message'
+echo '(HELLO, DATA, ACK...: README.md, "The protocol"). Receivers write data to a file.'
 
-step "1. msgget: the receiver creates the queue with IPC_CREAT | IPC_EXCL and mode 0600 (S_IRUSR | S_IWUSR: its owner may read and write it); while the key has a queue, IPC_EXCL makes a second receiver's msgget fail (EEXIST)."
+step "1. msgget(key, IPC_CREAT | IPC_EXCL | 0600) creates a new queue that only its owner may read and write (0600 = 0x180 = S_IRUSR | S_IWUSR); a second receiver on the same key is refused (EEXIST)."
 OUT=$received start receiver ./receiver -k "$key" -v --senders 4
 await '^receiver: msgget\(.*IPC_CREAT \| IPC_EXCL \| 0600\): queue id [0-9]+; waiting for 4 senders$'
 show_queue
@@ -182,30 +190,29 @@ show_queue
 ! show ./receiver -k "$key" || broken "a second receiver was let in"
 await "^receiver: queue $key already exists"
 
-step "2. Message types select who reads what: each request has type 1, which the receiver reads with msgrcv(type 1); each sender picks a type at random for its replies and reads only that one; a synchronous sender waits for each line's ACK, sent once the line is written."
+step "2. Types select who reads what: the sender sends its lines as type 1, which the receiver reads; the receiver answers each (ACK) with a type the sender picked at random, which only that sender reads."
 show ./sender -k "$key" -v hello again || broken "the sender failed"
 await '^sender: msgrcv\(type [0-9]+\) ACK seq 2, 0 bytes$'
 show cat "$received"
 
-step "3. IPC_NOWAIT: an --async sender sends without waiting for ACKs, with msgsnd(IPC_NOWAIT), which fails at once (EAGAIN) where it would wait for room; with the receiver stopped the queue fills (msg_qbytes, 16384 bytes), and from then on the sender waits in a blocking msgsnd until the receiver, continued, makes room (the receiver too reads with IPC_NOWAIT while it has data to write)."
+step "3. With IPC_NOWAIT, msgsnd never waits: when the queue is full (the next message would pass its msg_qbytes, 16384 bytes) it fails with EAGAIN; this sender then waits in a plain msgsnd until the receiver makes room."
 input async
 IN=$fifo start async ./sender -k "$key" -v --async
 await "^receiver: sender $async connected$"
 stopped "$receiver"
 feed seq 1 10000
 close_input
-await '^sender: the queue is full: msgsnd waits for room from now on$'
+await '^sender: msgsnd: .* \(EAGAIN\): the queue is full; from now on msgsnd waits$'
 blocked "$async"
 show ps -o pid,stat,wchan:12,args -p "$async"
 show_queue
-[ "$(queue_row | awk '{ print $5 }')" -gt 8192 ] || broken "the queue has room for another message"
 show kill -CONT "$receiver"
 ended async 0
 await '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, [0-9]+ bytes$'
 show tail -n 2 "$received"
 seq 1 10000 | cmp -s - <(tail -n 10000 "$received") || broken "the receiver did not write what was sent"
 
-step "4a. A blocked call ends in one of three ways. It succeeds: a sender waits in msgrcv for its ACK while the receiver is stopped, and gets it once the receiver goes on."
+step "4a. A blocked call ends in one of three ways; first, it succeeds: a sender waits in msgrcv for its own type, though the queue holds a message (its DATA, of type 1), until the stopped receiver goes on and its ACK comes."
 input chat
 IN=$fifo start asker ./sender -k "$key" -v
 await "^receiver: sender $asker connected$"
@@ -213,10 +220,12 @@ stopped "$receiver"
 feed echo are you there
 blocked "$asker"
 show ps -o pid,stat,wchan:12,args -p "$asker"
+show_queue
+[ "$(queue_row | awk '{ print $6 }')" = 1 ] || broken "the queue does not hold the DATA"
 show kill -CONT "$receiver"
 await '^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$'
 
-step "4b. A signal arrives: msgrcv fails with EINTR (\"Interrupted system call\"); the sender, sent $said while it waits for its second ACK, says so, sends LEAVE and dies of the signal; the receiver, continued, still writes that line, then reads the LEAVE."
+step "4b. A signal arrives: the sender, waiting for its second ACK, gets $said; msgrcv fails with EINTR (\"Interrupted system call\"), and the sender tells the receiver (LEAVE) and dies."
 stopped "$receiver"
 feed echo still there
 blocked "$asker"
@@ -227,7 +236,7 @@ close_input
 show kill -CONT "$receiver"
 await "^receiver: sender $asker was interrupted after 2 messages \(26 bytes\)$"
 
-step "4c. The queue is removed (ipcrm -Q calls msgctl(IPC_RMID)) while a sender waits in msgrcv, which fails with EIDRM (\"Identifier removed\"); the receiver, stopped meanwhile, finds the queue gone when it goes on (its call gets EINVAL, said the same way); both exit 1."
+step "4c. The queue is removed: ipcrm -Q deletes it while the sender waits in msgrcv, which fails with EIDRM (\"Identifier removed\"); the receiver finds it gone too."
 input last
 IN=$fifo start waiter ./sender -k "$key" -v
 await "^receiver: sender $waiter connected$"
@@ -243,7 +252,7 @@ await '^receiver: msgrcv: Identifier removed \(queue 0x[0-9a-f]+\)$'
 ended receiver 1
 
 step "5. msgctl(IPC_RMID): a receiver removes its queue once its last sender has said BYE, and ipcs -q shows it gone."
-start receiver ./receiver -k "$key" -v
+OUT=$received start receiver ./receiver -k "$key" -v
 await '^receiver: msgget\(.*\): queue id [0-9]+; waiting for 1 sender$'
 show ./sender -k "$key" goodbye || broken "the sender failed"
 ended receiver 0

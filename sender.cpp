@@ -198,9 +198,12 @@ private:
         trace("msgsnd", m, nowait);
         while (msgsnd(q_, &m, sizeof(Header) + n, nowait) < 0) {
             if (errno == EAGAIN && nowait) {
-                if (g_verbose) complain("the queue is full: msgsnd waits for room from now on");
+                if (g_verbose)
+                    complain("msgsnd: %s (EAGAIN): the queue is full; from now on msgsnd waits",
+                             strerror(EAGAIN));
                 queue_full_ = true;
                 nowait = 0;
+                trace("msgsnd", m, nowait);  // the same message, now waiting for room
             } else if (!keep_waiting("msgsnd") || (welcomed() && refused()) ||
                        !fits(q_, opt_.key, sizeof(Header) + n)) {
                 return false;  // a REFUSE may take the room we wait for; msg_qbytes may shrink

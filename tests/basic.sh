@@ -200,7 +200,7 @@ t_async_waits_for_room() {
   session --async -v
   stop "$r_pid"
   helper cat "$T/in" >&3
-  wait_until grep -q 'the queue is full' "$T/s.err"
+  wait_until grep -q 'EAGAIN' "$T/s.err"
   blocked_in "$s_pid" msgsnd  # waiting, not spinning on EAGAIN
   kill -CONT "$r_pid"
   exec 3>&-  # the sender's input ends when the helper has written it all
@@ -208,8 +208,12 @@ t_async_waits_for_room() {
   finish r
   expect_clean_run r s
   expect_same "$T/in" "$T/r.out"
-  [ "$(grep -c '^sender: the queue is full: msgsnd waits for room from now on$' "$T/s.err")" -eq 1 ] ||
-    fail "'the queue is full' not said exactly once"
+  [ "$(grep -Ec '^sender: msgsnd: .* \(EAGAIN\): the queue is full; from now on msgsnd waits$' "$T/s.err")" -eq 1 ] ||
+    fail "the EAGAIN not said exactly once"
+  # The message EAGAIN refused is sent again, without IPC_NOWAIT.
+  awk '/IPC_NOWAIT\) DATA seq/ { seq = $7 }
+       /\(EAGAIN\)/ { getline; exit !($0 ~ ("^sender: msgsnd\\(type 1\\) DATA seq " seq)) }' "$T/s.err" ||
+    fail "the blocking msgsnd after EAGAIN is not traced: $(grep -A1 EAGAIN "$T/s.err")"
 }
 
 t_verbose_shows_each_message() {
@@ -408,6 +412,7 @@ t_demo_in_a_file() {
   expect_grep "$T/d.out" "^receiver: msgget\($KEY, IPC_CREAT \| IPC_EXCL \| 0600\): queue id [0-9]+; waiting"
   expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +0 +0 *$"
   expect_grep "$T/d.out" "^receiver: queue $KEY already exists"
+  expect_grep "$T/d.out" '^\(exit status 1\)$'
   # 2: types; sync: each DATA's ACK before the next DATA; what was written.
   expect_grep "$T/d.out" '^receiver: msgrcv\(type 1\) DATA seq 1 from [0-9]+, 6 bytes$'
   awk '/^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$/ && !ack { ack = NR }
@@ -418,10 +423,12 @@ t_demo_in_a_file() {
     fail "the received file is not shown as hello, again"
   # 3: IPC_NOWAIT, then EAGAIN on a full queue (two messages), then blocking.
   expect_grep "$T/d.out" '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, [0-9]+ bytes$'
-  expect_grep "$T/d.out" '^sender: the queue is full: msgsnd waits for room from now on$'
+  expect_grep "$T/d.out" '^sender: msgsnd: Resource temporarily unavailable \(EAGAIN\): the queue is full; from now on msgsnd waits$'
   expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +[1-9][0-9]{3,} +[1-9][0-9]* *$"
   expect_grep "$T/d.out" '^sender: done: 48894 bytes in [0-9]+ messages delivered$'
-  # 4: success, EINTR, EIDRM, and what each side said.
+  # 4: success (the sender waits for its type while the queue holds a type-1
+  # message), EINTR, EIDRM, and what each side said.
+  expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +30 +1 *$"
   expect_grep "$T/d.out" '^sender: msgrcv: Interrupted system call \(SIGINT\); 1 message \(14 bytes\) acknowledged$'
   expect_grep "$T/d.out" '^\(process [0-9]+ exited 130: 128 \+ 2, killed by SIGINT\)$'
   expect_grep "$T/d.out" '^receiver: sender [0-9]+ was interrupted after 2 messages \(26 bytes\)$'
