@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run_demo.sh - the lab notes (README.md, "System V message queues"), live,
-# in one terminal: one queue, one receiver, a few senders, in five steps.
+# in one terminal: a receiver, a few senders and their queue, in five steps.
 #
 # Each step opens with one sentence naming what it shows, then shows it
 # happen: the commands, as typed at a prompt, then what the programs print
@@ -24,8 +24,8 @@ if [ -t 1 ]; then
   plain=$'\033[0m'
 fi
 # Step 4b interrupts a sender with SIGINT, Ctrl-C's signal. A script started
-# in the background has SIGINT ignored, and so would the sender have: there,
-# SIGTERM does instead.
+# in the background has SIGINT ignored (trap -p INT shows it), and so would
+# the sender have: there, SIGTERM does instead.
 sig=INT
 said='SIGINT (Ctrl-C)'
 if [ -n "$(trap -p INT)" ]; then
@@ -34,7 +34,7 @@ if [ -n "$(trap -p INT)" ]; then
 fi
 tmp=$(mktemp -d)
 log=$tmp/log  # a copy of all we print, to look at what the programs said
-received=$tmp/received  # what the first receiver writes
+received=$tmp/received  # what the receivers write
 current=0     # the step under way
 from=1        # the first line of $log that it printed
 receiver='' async='' asker='' waiter=''  # their pids, set by start
@@ -60,7 +60,7 @@ trap 'echo "run_demo.sh: terminated in step $current"; exit 143' TERM
 # Ctrl-C, so that what the programs say as they end still gets out.
 : >"$log"
 exec > >(trap '' INT TERM; exec tee "$log") 2>&1
-tee_pid=$!
+tee_pid=$!  # $! of a process substitution: tee's
 
 # step SENTENCE: a new step, and the one sentence that says what it shows.
 step() {
