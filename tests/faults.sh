@@ -528,6 +528,22 @@ t_chat_reply_cannot_fit() {
   expect_status s 1
 }
 
+# The receiver interrupted while its chat reply waits for room in a full
+# queue: it names msgsnd and the signal, and removes the queue.
+t_signal_receiver_blocked_in_msgsnd() {
+  unread_chat_reply 30000
+  wait_count 2
+  blocked_in "$r_pid" msgsnd
+  kill -TERM "$r_pid"
+  finish r 3
+  kill -CONT "$s_pid"
+  finish s 3
+  expect_status r 143
+  expect_grep "$T/r.err" '^receiver: msgsnd: Interrupted system call \(SIGTERM\)$'
+  expect_grep "$T/r.err" "^receiver: msgctl\([0-9]+, IPC_RMID\): queue $KEY removed$"
+  expect_status s 1
+}
+
 # A queue lowered below what END and TALLY need (32 bytes) before the sender
 # comes: the sender says so at once, instead of waiting for a TALLY forever.
 t_queue_too_small_for_a_session() {
@@ -1080,7 +1096,7 @@ TESTS+=(
   t_dead_sender_held_lines_written t_sender_killed t_stdout_closed t_stdout_full
   t_foreign_queue_untouched t_sender_refuses_squatted_queue t_sender_refuses_handed_over_queue
   t_sender_without_permission t_hostile_messages t_chat_sender_killed t_chat_sender_interrupted
-  t_chat_receiver_interrupted t_chat_queue_removed t_queue_removed_under_a_stopped_receiver t_reply_waits_behind_a_dead_senders t_chat_reply_cannot_fit t_queue_too_small_for_a_session
+  t_chat_receiver_interrupted t_chat_queue_removed t_queue_removed_under_a_stopped_receiver t_reply_waits_behind_a_dead_senders t_chat_reply_cannot_fit t_signal_receiver_blocked_in_msgsnd t_queue_too_small_for_a_session
   t_sender_stopped_before_welcome t_signal_sender_before_welcome t_more_stop_signals t_stalled_line_bounded t_stalled_line_full_queue
   t_output_file_size_limit t_sender_killed_before_tally t_sigpipe_ignored
   t_stdout_closed_nothing_to_write t_second_receiver_refused t_wait_is_at_least_asked
