@@ -1,5 +1,5 @@
-// common.h - the msgq-pair protocol (key, message types, kinds, the message
-// struct; README.md, "The protocol"), then the helpers both programs share.
+// common.h - the msgq-pair protocol (README.md, "The protocol"): the key, the
+// message types, the message struct; then the helpers both programs share.
 #pragma once
 
 #include <fcntl.h>
@@ -9,9 +9,6 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
-#if defined(__APPLE__)
-#include <sys/random.h>  // getentropy; glibc and the BSDs declare it in unistd.h
-#endif
 
 #include <cerrno>
 #include <csignal>
@@ -21,170 +18,176 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
-inline constexpr const char* kVersion = "3.0.0";
-inline constexpr uint32_t kProtocol = 3;  // in HELLO: a sender of another is refused
+inline constexpr const char* kVersion = "4.0.0";
+inline constexpr uint32_t kProtocol = 4;  // in HELLO: a sender of another protocol is refused
 
-// The default key: a fixed base plus the uid, modulo 2^32: each uid has its
-// own. The uid whose sum is 0 (IPC_PRIVATE: always a new queue) gets that of
-// uid 2^32 - 1, which is no uid ((uid_t)-1 means "none").
+// The default key: a fixed base plus the uid, so that each user has a queue of
+// their own. The one uid whose sum is 0 (IPC_PRIVATE, which always makes a new
+// queue) gets the key of uid 2^32 - 1, which no user has.
 inline constexpr uint32_t kKeyBase = 0x32600000;
 inline key_t default_key() {
     uint32_t key = kKeyBase + uint32_t(getuid());
     return key_t(key != 0 ? key : kKeyBase - 1);
 }
 
-// Message types (msgrcv's msgtyp). Every request has type 1, so that the
-// receiver reads them in the order they were sent. Each sender draws a type
-// of its own, 2 to 2^31 - 1, for its session: the receiver's replies to it
-// have that type, and only that sender reads them. All fit a 32-bit long.
-inline constexpr long kRequestType = 1;
-inline constexpr long kMaxType = 0x7fffffff;
+// Message types (msgtyp in msgrcv(2)). The receiver reads with msgtyp -2: the
+// lowest type first, so the session in progress goes before newcomers. Each
+// sender draws a reply type of its own at random; only it reads that type.
+inline constexpr long kSessionType = 1;    // requests of the sender being served
+inline constexpr long kNewcomerType = 2;   // HELLO, and BYE from a sender still waiting
+inline constexpr long kFirstReplyType = 3;
+inline constexpr long kLastReplyType = 0x7fffffff;  // types fit a 32-bit long
 
 enum Kind : uint16_t {
-    kHello = 1,  // request: a new session; data: Hello. Answer: WELCOME or REFUSE
-    kData,       // request: the next bytes of the input. Answer: ACK, unless NOACK
-    kEnd,        // request: the input ended; data: the sender's Tally. Answer: TALLY
-    kBye,        // request: TALLY read; the sender is done with the queue
-    kLeave,      // request: the sender stops early (a signal, an error)
-    kWelcome,    // reply: data: the receiver's Hello
-    kAck,        // reply: that DATA is written; data: a chat reply, or none
-    kTally,      // reply: data: the receiver's Tally of what it wrote
-    kRefuse,     // reply: data: why, in words; the session is over
+    kHello = 1,  // sender: let me in; data: its Hello. Answer: WAIT, WELCOME or REFUSE
+    kData,       // sender: bytes of its input. Answer: ACK, unless the NOACK flag is set
+    kEnd,        // sender: my input has ended; data: its Tally. Answer: TALLY
+    kBye,        // sender: I am done with the queue; data: empty, or why it stops early
+    kWait,       // receiver: another sender goes first; data: the receiver's Hello
+    kWelcome,    // receiver: your turn; data: the receiver's Hello
+    kAck,        // receiver: that DATA is written; data: a chat reply, or none
+    kTally,      // receiver: data: the Tally of what it wrote for you
+    kRefuse,     // receiver: no session for you; data: why, in words (ASCII)
 };
 enum Flag : uint16_t {
-    kMore = 1,   // the line goes on in the next DATA (or ACK, in chat)
-    kNoAck = 2,  // async DATA: not acknowledged
+    kMore = 1,   // DATA (or a chat ACK) whose line goes on in the next one
+    kNoAck = 2,  // async DATA: the receiver sends no ACK
 };
 inline const char* kind_name(unsigned kind) {
     static const char* const names[] = {"UNKNOWN", "HELLO",   "DATA", "END",   "BYE",
-                                        "LEAVE",   "WELCOME", "ACK",  "TALLY", "REFUSE"};
+                                        "WAIT",    "WELCOME", "ACK",  "TALLY", "REFUSE"};
     return names[kind <= kRefuse ? kind : 0];
 }
 
-// The start of mtext. Only 32-bit fields, so that the layout is the same on
-// every ABI (a uint64_t is 4-byte aligned on i386, 8 on armhf). Native byte
-// order: a System V queue never leaves its machine.
+// The start of mtext. Only 32-bit fields or smaller, so that the layout is the
+// same on every ABI; native byte order, as a queue never leaves its machine.
 struct Header {
-    int32_t session;  // the session's reply type, in its requests and replies
+    int32_t session;  // the sender's reply type: whose request or reply this is
     uint16_t kind;    // a Kind
     uint16_t flags;   // Flag bits
-    uint32_t seq;     // the request's number (HELLO 0, then 1, 2...); a reply repeats it
-    uint32_t len;     // bytes of data that follow
+    int32_t pid;      // the sender's pid, in its requests and in the replies to it
+    uint32_t len;     // bytes of data that follow the header
 };
-static_assert(sizeof(Header) == 16 && offsetof(Header, seq) == 8, "no padding");
+static_assert(sizeof(Header) == 16, "no padding");
 
+// The msgbuf of msgsnd(2) and msgrcv(2): a long mtype, then mtext. Their size
+// argument counts mtext only: the header and the len bytes of data in use.
 inline constexpr size_t kMsgMax = 8192;  // mtext bytes at most: Linux's default msgmax
-inline constexpr size_t kMaxData = kMsgMax - sizeof(Header);
-
-// The msgbuf of msgsnd(2) and msgrcv(2): a long mtype, then mtext. Their
-// sizes count mtext only, of which the header and the data in use travel.
 struct Message {
     long mtype;
     Header hdr;
-    char data[kMaxData];
+    char data[kMsgMax - sizeof(Header)];
 };
 static_assert(offsetof(Message, hdr) == sizeof(long), "mtext follows mtype");
 inline constexpr size_t kTextSize = sizeof(Message) - sizeof(long);
 
-struct Hello {          // HELLO's data (the sender), WELCOME's (the receiver)
+struct Hello {          // HELLO's data (the sender), WAIT's and WELCOME's (the receiver)
     uint32_t protocol;  // kProtocol
     int32_t pid;        // getpid(): the peer watches it to learn of a death
-    uint32_t pid_ns;    // pid_namespace(): where that pid names this process
+    uint32_t pid_ns;    // pid_namespace(): a pid names a process only within one
+    uint32_t start;     // start_time(pid), modulo 2^32: tells it from a later process
 };
-struct Tally {          // END's data (sent), TALLY's (written): they must agree
+struct Tally {          // END's data (what was sent), TALLY's (what was written)
     uint64_t bytes;     // of DATA
     uint64_t messages;  // DATA messages
     bool operator!=(const Tally& o) const { return bytes != o.bytes || messages != o.messages; }
 };
-static_assert(sizeof(Hello) == 12 && sizeof(Tally) == 16, "no padding");
-// END and TALLY are the largest messages of fixed size (32 bytes): a queue
+static_assert(sizeof(Hello) == 16 && sizeof(Tally) == 16, "no padding");
+// END and TALLY are the largest fixed messages (32 bytes of mtext): a queue
 // that cannot carry them carries no session.
 inline constexpr size_t kMinText = sizeof(Header) + sizeof(Tally);
 
-// n bytes received (msgrcv's result) agree with the header, and with the kind.
+// Whether n bytes from msgrcv agree with the header and its kind.
 inline bool well_formed(const Message& m, ssize_t n) {
     if (n < ssize_t(sizeof(Header)) || size_t(n) != sizeof(Header) + m.hdr.len) return false;
-    switch (m.hdr.kind) {
-    case kHello:
-    case kWelcome: return m.hdr.len == sizeof(Hello);
-    case kEnd:
-    case kTally: return m.hdr.len == sizeof(Tally);
-    default: return true;
-    }
+    if (m.hdr.kind == kHello || m.hdr.kind == kWait || m.hdr.kind == kWelcome)
+        return m.hdr.len == sizeof(Hello);
+    if (m.hdr.kind == kEnd || m.hdr.kind == kTally) return m.hdr.len == sizeof(Tally);
+    return true;
 }
 
-// ---- Reporting on stderr, err(3) style: "receiver: msgrcv: Identifier removed"
+// ---- Saying things on stderr, as err(3) does: "receiver: msgrcv: Identifier removed"
 inline const char* g_prog = "msgq-pair";
 inline bool g_quiet = false;    // -q: no status lines
-inline bool g_verbose = false;  // -v: one line per message
+inline bool g_verbose = false;  // -v: a line for each message
 
-inline void vsay(const char* prefix, const char* fmt, va_list ap) {
+[[gnu::format(printf, 1, 0)]] inline void vsay(const char* fmt, va_list ap) {
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);
-    fprintf(stderr, "%s: %s%s\n", g_prog, prefix, line);
+    fprintf(stderr, "%s: %s\n", g_prog, line);
 }
-// An error. False, so that a failing step can `return complain(...)`.
-[[gnu::format(printf, 1, 2)]] inline bool complain(const char* fmt, ...) {
+// A line about something that went wrong; the program goes on.
+[[gnu::format(printf, 1, 2)]] inline void complain(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsay("", fmt, ap);
+    vsay(fmt, ap);
     va_end(ap);
-    return false;
-}
-// Junk: said, then skipped. True: go on.
-[[gnu::format(printf, 1, 2)]] inline bool ignoring(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsay("ignoring ", fmt, ap);
-    va_end(ap);
-    return true;
 }
 // A status line, unless -q.
 [[gnu::format(printf, 1, 2)]] inline void note(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    if (!g_quiet) vsay("", fmt, ap);
+    if (!g_quiet) vsay(fmt, ap);
     va_end(ap);
 }
 inline const char* plural(unsigned long long n) { return n == 1 ? "" : "s"; }
 
-// -v: a message, the call that moved it and its msgtyp (and flags), and who
-// sent it if known: "receiver: msgrcv(type 1) DATA seq 3 from 4711, 12 bytes".
-inline void trace(const char* call, const Message& m, int flags, pid_t from = 0) {
-    if (!g_verbose) return;
-    char who[24] = "";
-    if (from > 0) snprintf(who, sizeof who, " from %d", int(from));
-    fprintf(stderr, "%s: %s(type %ld%s) %s seq %u%s, %u bytes%s\n", g_prog, call, m.mtype,
-            (flags & IPC_NOWAIT) ? ", IPC_NOWAIT" : "", kind_name(m.hdr.kind), unsigned(m.hdr.seq),
-            who, unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
+// An error that ends the program. It is thrown at the failing call and caught
+// in main, which says it, cleans up (the receiver removes the queue, the sender
+// says BYE) and exits 1. The line is kept in the object: it needs no memory
+// from the heap, so that running out of memory can be said too.
+struct Fatal {
+    char line[300];
+};
+[[noreturn, gnu::format(printf, 1, 2)]] inline void fail(const char* fmt, ...) {
+    Fatal f;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f.line, sizeof f.line, fmt, ap);
+    va_end(ap);
+    throw f;
 }
 
-// ---- The command line -----------------------------------------------------------
+// -v: the call, the message's type (with IPC_NOWAIT if given), its kind and
+// the sender's pid: "receiver: msgrcv(type 1) DATA, pid 4711, 12 bytes".
+inline void trace(const char* call, const Message& m, int flags = 0) {
+    if (!g_verbose) return;
+    fprintf(stderr, "%s: %s(type %ld%s) %s, pid %d, %u bytes%s\n", g_prog, call, m.mtype,
+            (flags & IPC_NOWAIT) ? ", IPC_NOWAIT" : "", kind_name(m.hdr.kind), int(m.hdr.pid),
+            unsigned(m.hdr.len), (m.hdr.flags & kMore) ? " (more)" : "");
+}
+
+// ---- The command line ----------------------------------------------------------
 [[noreturn, gnu::format(printf, 1, 2)]] inline void usage_error(const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsay("", fmt, ap);
+    vsay(fmt, ap);
     va_end(ap);
     fprintf(stderr, "Try '%s --help' for more information.\n", g_prog);
     exit(2);
 }
 
-// getopt_long's '?' (unknown) or ':' (argument missing) in one line of ours
-// (opterr is 0). For "--async=yes", glibc sets optopt to the option's val:
-// it is named as the table spells it, however it was abbreviated.
-[[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
-    const char* arg = argv[optind - 1];
-    if (c == ':') usage_error("option '%s' needs an argument", arg);
-    if (strncmp(arg, "--", 2) == 0 && optopt != 0)
-        for (const option* o = longopts; o->name != nullptr; ++o)
-            if (o->val == optopt) usage_error("option '--%s' takes no argument", o->name);
+// getopt_long's '?' (unknown option) or ':' (missing argument), said by us (we
+// set opterr to 0). The option is named from optopt, which getopt sets to the
+// short name (or a long option's val): after a missing argument POSIX lets
+// optind pass argc, so argv[optind - 1] may not be the option (musl).
+[[noreturn]] inline void bad_option(int c, int argc, char** argv, const option* longopts) {
+    const char* longname = nullptr;
+    for (const option* o = longopts; o->name != nullptr && optopt != 0; ++o)
+        if (o->val == optopt) longname = o->name;
+    if (c == ':' && longname != nullptr)
+        usage_error("option '--%s' (-%c) needs an argument", longname, optopt);
+    const char* arg = optind >= 1 && optind <= argc ? argv[optind - 1] : "";
+    if (longname != nullptr && strncmp(arg, "--", 2) == 0)  // "--async=yes" (glibc)
+        usage_error("option '--%s' takes no argument", longname);
     if (optopt != 0) usage_error("unknown option '-%c'", optopt);
     usage_error("unknown option '%s'", arg);
 }
 
-// strtoll with every check (TLPI's getLong): all of s, in lo..hi. Base 0
-// takes decimal, 0x hex and 0 octal.
+// A number in lo..hi, all of s, as TLPI's getLong checks it. Base 0 takes
+// decimal, 0x hex and 0 octal.
 inline long long parse_number(const char* s, int base, long long lo, long long hi,
                               const char* what) {
     char* end = nullptr;
@@ -197,24 +200,30 @@ inline long long parse_number(const char* s, int base, long long lo, long long h
     usage_error("%s: out of range (%lld to %lld): '%s'", what, lo, hi, s);
 }
 
-// After --help or --version: the output counts, so its close is checked.
+// After --help or --version: whether the text was written counts too.
 [[noreturn]] inline void exit_after_printing() {
     if (fclose(stdout) == 0) exit(0);
     complain("write: %s", strerror(errno));
     exit(1);
 }
 
-// ---- The queue (msgctl(2)) ----------------------------------------------------
-// errno of a failed call on queue q. A removed queue gives EIDRM to a call
-// blocked on it, EINVAL to later ones: that EINVAL is made EIDRM too.
-inline int ipc_errno(int q) {
+// ---- The queue (msgctl(2)) --------------------------------------------------------
+// Why a call on queue q failed, from errno. A removed queue ends a call blocked
+// on it with EIDRM, but fails later calls with EINVAL: that is EIDRM too.
+inline int queue_errno(int q) {
     int e = errno;
     msqid_ds ds;
-    return e == EINVAL && q >= 0 && msgctl(q, IPC_STAT, &ds) < 0 ? EIDRM : e;
+    return e == EINVAL && msgctl(q, IPC_STAT, &ds) < 0 ? EIDRM : e;
 }
 
-// Who else owns or created a queue (a creator keeps its rights after handing
-// the queue over with IPC_SET): that uid, or kNoUid if both are us.
+// A failed call on queue q ends the program: "msgrcv: Identifier removed (queue 0x32600000)".
+[[noreturn]] inline void queue_failed(const char* call, int q, key_t key) {
+    int e = queue_errno(q);
+    fail("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(key));
+}
+
+// The uid other than ours that owns or created a queue, or kNoUid if both are
+// us. A creator keeps its rights over a queue it handed over with IPC_SET.
 inline constexpr uid_t kNoUid = uid_t(-1);
 inline uid_t foreign_uid(const ipc_perm& p) {
     uid_t me = getuid();
@@ -222,60 +231,61 @@ inline uid_t foreign_uid(const ipc_perm& p) {
     return p.cuid != me ? p.cuid : kNoUid;
 }
 
-// The largest message (mtext bytes) queue q carries now, and the limit that
-// sets it: msgsnd refuses a bigger one (msgmax: EINVAL) or lets it wait for
-// room forever (msg_qbytes). msgmax is known on Linux (IPC_INFO); elsewhere,
-// or built with NO_IPC_INFO=1, it is taken to be 8192 or more.
-struct Limit {
-    long bytes;        // -1: msgctl(IPC_STAT) failed, errno set
-    const char* name;  // "msgmax", "msg_qbytes" or "the protocol's maximum"
-};
-inline Limit message_limit(int q) {
-    Limit lim = {long(kMsgMax), "the protocol's maximum"};
+// The largest message (mtext bytes) queue q takes now. msgsnd refuses a larger
+// one (msgmax, EINVAL) or waits forever for room (msg_qbytes). Linux tells
+// msgmax (IPC_INFO); other systems, or NO_IPC_INFO=1 builds, assume 8192.
+inline long message_limit(int q, key_t key, const char** limit_name) {
+    long bytes = long(kMsgMax);
+    *limit_name = "the protocol's maximum";
     msqid_ds ds;
-    if (msgctl(q, IPC_STAT, &ds) < 0) return {-1, ""};
-    if (ds.msg_qbytes < msglen_t(lim.bytes)) lim = {long(ds.msg_qbytes), "msg_qbytes"};
+    if (msgctl(q, IPC_STAT, &ds) < 0) queue_failed("msgctl(IPC_STAT)", q, key);
+    if (ds.msg_qbytes < msglen_t(bytes)) bytes = long(ds.msg_qbytes), *limit_name = "msg_qbytes";
 #if defined(__linux__) && !defined(MSGQ_NO_IPC_INFO)
     msginfo info;  // IPC_INFO fills a struct msginfo through msgctl's msqid_ds pointer
-    if (msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) >= 0 && info.msgmax < lim.bytes)
-        lim = {long(info.msgmax), "msgmax"};
+    if (msgctl(0, IPC_INFO, reinterpret_cast<msqid_ds*>(&info)) >= 0 && info.msgmax < bytes)
+        bytes = info.msgmax, *limit_name = "msgmax";
 #endif
-    return lim;
+    return bytes;
 }
 
-// Whether queue q takes a message of size bytes now; if not, says which
-// limit is too small. (A failing msgctl is left to the next call.)
-inline bool fits(int q, key_t key, size_t size) {
-    Limit lim = message_limit(q);
-    if (lim.bytes < 0 || size <= size_t(lim.bytes)) return true;
-    return complain(
-        "queue 0x%08x takes messages of at most %ld bytes (%s): too small for one of %zu",
-        unsigned(key), lim.bytes, lim.name, size);
+// Ends the program if queue q (under key) cannot take a message of size bytes.
+inline void check_fits(int q, key_t key, size_t size) {
+    const char* name;
+    long bytes = message_limit(q, key, &name);
+    if (size > size_t(bytes))
+        fail("queue 0x%08x takes messages of at most %ld bytes (%s): too small for one of %zu",
+             unsigned(key), bytes, name, size);
 }
 
-// ---- Is the peer alive? (proc(5), pid_namespaces(7)) ----------------------------
-// Our PID namespace: the inode of /proc/self/ns/pid; 0 where none is shown
-// (not Linux, no /proc). A pid names the same process only within one.
+// Seconds on the monotonic clock, for durations: stepping the wall clock
+// (date -s, NTP) does not move it.
+inline double monotonic_seconds() {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return double(t.tv_sec) + double(t.tv_nsec) / 1e9;
+}
+
+// ---- Is the peer alive? (proc(5), pid_namespaces(7)) ------------------------------
+// Our PID namespace: the inode of /proc/self/ns/pid, or 0 where there is none.
 inline uint32_t pid_namespace() {
     struct stat st;
     return stat("/proc/self/ns/pid", &st) == 0 ? uint32_t(st.st_ino) : 0;
 }
 
-// When process pid started (/proc/PID/stat, field 22: clock ticks since
-// boot). 0: it is gone, or a zombie. -1: /proc cannot tell (there is none,
-// or it shows another PID namespace than ours, as /proc/self then says).
+// When process pid started: field 22 of /proc/PID/stat, in clock ticks since
+// boot. 0: it is gone, or a zombie. -1: /proc cannot tell (none is mounted,
+// it shows another PID namespace, or open failed otherwise: EMFILE, EACCES).
 inline long long start_time(pid_t pid) {
-    char path[64], me[32], line[512];
-    ssize_t n = readlink("/proc/self", path, sizeof path);  // our pid, if /proc is of our namespace
-    snprintf(me, sizeof me, "%d", int(getpid()));
-    if (n != ssize_t(strlen(me)) || memcmp(path, me, size_t(n)) != 0) return -1;
+    char self[32] = "", path[64], line[512];
+    if (readlink("/proc/self", self, sizeof self - 1) < 0 || atoi(self) != getpid())
+        return -1;  // /proc/self names our pid only if /proc is of our namespace
     snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    n = read(fd, line, sizeof line - 1);
+    if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : -1;
+    ssize_t n = read(fd, line, sizeof line - 1);
     close(fd);
     line[n > 0 ? n : 0] = '\0';
-    const char* p = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')' and spaces
+    const char* p = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')' and ' '
     if (p == nullptr || p[1] != ' ') return -1;
     char state = p[2];  // field 3
     for (int field = 3; p != nullptr && field <= 22; ++field) p = strchr(p + 1, ' ');
@@ -283,29 +293,32 @@ inline long long start_time(pid_t pid) {
     return state == 'Z' || state == 'X' ? 0 : strtoll(p + 1, nullptr, 10);
 }
 
-// A peer, as seen at HELLO or WELCOME: its start time tells it from another
-// process given its pid later. Where /proc cannot tell, kill(2) decides (a
-// zombie then passes for alive until its parent reaps it).
-struct Peer {
-    pid_t pid = 0;  // 0: none yet
-    long long start = -1;
-};
-inline Peer peer(pid_t pid) { return Peer{pid, start_time(pid)}; }
-inline bool alive(const Peer& p) {
-    long long now = start_time(p.pid);
-    if (now < 0 || p.start < 0) return kill(p.pid, 0) == 0 || errno == EPERM;
-    return now > 0 && now == p.start;
+// Whether the process a Hello describes still runs: its pid, with the same
+// start time, so that a later process given that pid is not taken for it.
+// Where /proc cannot tell (or start is 0), kill(2) does; a zombie then passes
+// for alive until it is reaped.
+inline bool alive(const Hello& h) {
+    long long now = start_time(h.pid);
+    if (now < 0 || h.start == 0) return kill(h.pid, 0) == 0 || errno == EPERM;
+    return now > 0 && uint32_t(now) == h.start;
 }
 
-// ---- Signals (signal(7)) --------------------------------------------------------
-// The handlers only set these. A blocking call then fails with EINTR (no
-// SA_RESTART; msgsnd and msgrcv never restart), and its loop looks at them.
+// Our own Hello, as HELLO, WAIT and WELCOME carry it (start 0: unknown).
+inline Hello my_hello() {
+    long long start = start_time(getpid());
+    return Hello{kProtocol, int32_t(getpid()), pid_namespace(), uint32_t(start > 0 ? start : 0)};
+}
+
+// ---- Signals (signal(7)) ------------------------------------------------------------
+// The handlers only set these flags. Without SA_RESTART a blocked call then
+// fails with EINTR (msgsnd and msgrcv are never restarted anyway), and the
+// code around it looks at them.
 inline volatile sig_atomic_t g_signal = 0;  // a stop signal came: its number
-inline volatile sig_atomic_t g_tick = 0;    // the one-second watchdog fired
+inline volatile sig_atomic_t g_tick = 0;    // the one-second SIGALRM came
 extern "C" inline void on_stop(int sig) { g_signal = sig; }
 extern "C" inline void on_tick(int) { g_tick = 1; }
 
-// The signals people send to stop a process, besides the real-time ones.
+// The signals people send to stop a process (and the real-time ones).
 struct StopSignal {
     int sig;
     const char* name;
@@ -314,18 +327,17 @@ inline constexpr StopSignal kStopSignals[] = {
     {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"},
     {SIGTERM, "SIGTERM"}, {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"},
     {SIGXCPU, "SIGXCPU"}, {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}};
-// For the line that says which one came: "msgrcv: Interrupted system call (SIGINT)".
 inline const char* signal_name(int sig) {
     for (const StopSignal& s : kStopSignals)
         if (s.sig == sig) return s.name;
     return "a real-time signal";
 }
 
-// Catches the stop signals (one ignored when we started, as a background
-// job's SIGINT, stays so), and SIGALRM, sent once a second so that no blocked
-// call waits without a look at the peer. Ignores SIGPIPE and SIGXFSZ: a
-// closed pipe or a file-size limit is a write error (EPIPE, EFBIG). Unblocks
-// what it catches: the mask survives exec.
+// Catches the stop signals, but leaves ignored one that was ignored when we
+// started (a background job's SIGINT). SIGALRM comes once a second, so that no
+// blocked call waits without a look at the peer. SIGPIPE and SIGXFSZ are
+// ignored: a closed pipe or a file-size limit is then a write error (EPIPE,
+// EFBIG). The caught ones are unblocked, as a blocked mask survives exec.
 inline void install_signal_handlers() {
     sigset_t caught;
     sigemptyset(&caught);
@@ -334,7 +346,7 @@ inline void install_signal_handlers() {
         sa.sa_handler = handler;
         sigemptyset(&sa.sa_mask);
         if (sigaction(sig, nullptr, &old) < 0) return;
-        if (old.sa_handler == SIG_IGN && sig != SIGALRM) return;  // it stays ignored
+        if (old.sa_handler == SIG_IGN && sig != SIGALRM) return;
         if (sigaction(sig, &sa, nullptr) == 0) sigaddset(&caught, sig);
     };
     for (const StopSignal& s : kStopSignals) catch_signal(s.sig, on_stop);
@@ -349,57 +361,72 @@ inline void install_signal_handlers() {
     setitimer(ITIMER_REAL, &second, nullptr);
 }
 
-// After cleaning up: die of the stop signal, so that the shell sees 128 + it.
+// A stop signal that came between two calls ends the program here: each loop
+// looks before its blocking call, which the signal would otherwise not end.
+inline void stop_if_signalled() {
+    if (g_signal) fail("interrupted by %s", signal_name(g_signal));
+}
+
+// A blocked call failed with EINTR. A stop signal ends the program, naming
+// the call; the one-second tick returns, and the caller looks at its peer.
+inline void after_eintr(const char* call) {
+    if (g_signal) fail("%s: %s (%s)", call, strerror(EINTR), signal_name(g_signal));
+}
+
+// At the end of main, after the cleanup: die of the stop signal that came, so
+// that the shell sees 128 + its number.
 inline void die_if_signalled() {
     if (g_signal == 0) return;
     signal(g_signal, SIG_DFL);
     raise(g_signal);
 }
 
-// ---- Input and output -----------------------------------------------------------
-// A descriptor left non-blocking by our parent (O_NONBLOCK belongs to the
-// open file it shares): wait until it is ready. False on EINTR.
-inline bool wait_ready(int fd, short events) {
+// ---- Input and output ---------------------------------------------------------------
+// A descriptor our parent left non-blocking (EAGAIN): wait until it is ready.
+inline void wait_ready(int fd, short events) {
     pollfd p = {fd, events, 0};
-    return poll(&p, 1, -1) >= 0;
+    if (poll(&p, 1, -1) < 0 && errno == EINTR) after_eintr("poll");
 }
 
-// Writes all of p. False with errno on an error, EINTR on a stop signal (a
-// tick only retries: a stalled reader is waited for, as long as it takes).
-inline bool write_all(int fd, const char* p, size_t n) {
+// Writes all of p to fd. A stalled reader is waited for as long as it takes:
+// the tick only retries, a stop signal ends the program.
+inline void write_all(int fd, const char* p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EAGAIN && wait_ready(fd, POLLOUT)) continue;
-        if (w < 0 && errno == EINTR && !g_signal) continue;  // also a poll() that EINTR ended
-        if (w < 0) return false;
+        if (w < 0 && errno == EAGAIN) wait_ready(fd, POLLOUT);
+        if (w < 0 && errno == EINTR) after_eintr("write");
+        if (w < 0 && errno != EAGAIN && errno != EINTR) fail("write: %s", strerror(errno));
+        if (w < 0) continue;
         p += w;
         n -= size_t(w);
     }
-    return true;
 }
 
-// An error the kernel kept until the close (NFS, a quota), as cat(1) checks.
-// A stdout closed from the start (EBADF) had nothing written to it.
+// An error the kernel kept until the close (NFS, a quota), as cat(1) checks;
+// false once said. A stdout closed from the start (EBADF) had nothing written.
 inline bool close_stdout() {
     if (close(STDOUT_FILENO) == 0 || errno == EBADF) return true;
-    return complain("close(stdout): %s", strerror(errno));
+    complain("close(stdout): %s", strerror(errno));
+    return false;
 }
 
-// Reads fd in 64 KiB blocks, handed out in chunks of at most max bytes that
-// end at a newline if one comes soon enough: a longer line is split, not cut.
-// A chunk is one line, or with lines set as many whole lines as have come.
+// Reads fd 64 KiB at a time and hands it out in pieces of at most max bytes
+// that end at a newline where one comes soon enough: a longer line is split,
+// never cut. A piece is one line, or with whole_lines, all the whole lines
+// that have come (and fit).
 class LineReader {
 public:
     explicit LineReader(int fd) : fd_(fd) {}
-    // A chunk at *out, of the length returned; 0 at the end; -1 with errno
-    // (EINTR: call again, nothing is lost).
-    ssize_t next(size_t max, const char** out, bool lines = false) {
+    // The next piece at *out, its length returned; 0 at the end of the input.
+    // EINTR of the tick returns -1 (nothing is lost: call again); a read error
+    // or a stop signal ends the program.
+    ssize_t next(size_t max, const char** out, bool whole_lines = false) {
         for (;;) {
             size_t n = end_ - begin_ < max ? end_ - begin_ : max;
-            const char* nl = static_cast<const char*>(memchr(buf_ + begin_, '\n', n));
-            if (nl && !lines) n = size_t(nl - (buf_ + begin_)) + 1;   // through the first newline
-            while (nl && lines && buf_[begin_ + n - 1] != '\n') --n;  // through the last one
-            if (n > 0 && (nl || n == max || eof_)) {  // a line, a full chunk, or the last bytes
+            const char* first = static_cast<const char*>(memchr(buf_ + begin_, '\n', n));
+            if (first && !whole_lines) n = size_t(first - (buf_ + begin_)) + 1;
+            while (first && whole_lines && buf_[begin_ + n - 1] != '\n') --n;
+            if (n > 0 && (first || n == max || eof_)) {  // a line, a full piece, the last bytes
                 *out = buf_ + begin_;
                 begin_ += n;
                 return ssize_t(n);
@@ -409,10 +436,11 @@ public:
             end_ -= begin_;
             begin_ = 0;
             ssize_t r = read(fd_, buf_ + end_, sizeof buf_ - end_);
-            if (r < 0 && errno == EAGAIN && wait_ready(fd_, POLLIN)) continue;
-            if (r < 0) return -1;
+            if (r < 0 && errno == EAGAIN) wait_ready(fd_, POLLIN);
+            if (r < 0 && errno == EINTR) return after_eintr("read"), -1;
+            if (r < 0 && errno != EAGAIN) fail("read: %s", strerror(errno));
             eof_ = r == 0;
-            end_ += size_t(r);
+            end_ += size_t(r > 0 ? r : 0);
         }
     }
 

@@ -1,11 +1,10 @@
-// receiver.cpp - creates the queue, writes what senders send to standard
-// output, acknowledges it, and removes the queue when they have finished.
+// receiver.cpp - creates the queue, serves its senders one at a time in the
+// order they came (each sender's bytes go to standard output and are
+// acknowledged), and removes the queue when they have all finished.
 // main() is the lab: msgget(IPC_CREAT | IPC_EXCL) creates the queue,
-// Receiver::serve() takes each request (msgrcv of type 1) and sends each
-// reply (msgsnd of the sender's type), msgctl(IPC_RMID) removes the queue.
-#include <algorithm>
-#include <deque>
-#include <string>
+// Receiver::serve() reads a sender's requests (msgrcv) and replies to them
+// (msgsnd of the sender's type), msgctl(IPC_RMID) removes the queue.
+#include <new>
 #include <vector>
 
 #include "common.h"
@@ -28,7 +27,8 @@ void usage() {
         "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
         "                      (default 0x%08x: a fixed base plus your uid)\n"
         "  -m, --mode=OCTAL    permissions of the new queue (0600, the default, or more)\n"
-        "  -n, --senders=N     serve N senders (1 to 1000), then exit (default 1)\n"
+        "  -n, --senders=N     serve N senders (1 to 1000) one after another, in the\n"
+        "                      order they came, then exit (default 1)\n"
         "  -r, --reply         chat: answer each line with a line read from stdin\n"
         "  -q, --quiet         no status lines or prompts on stderr\n"
         "  -v, --verbose       one stderr line per msgsnd and msgrcv\n"
@@ -63,7 +63,7 @@ Options parse_options(int argc, char** argv) {
         case 'v': g_verbose = true; break;
         case 'h': usage(); exit_after_printing();
         case 'V': printf("receiver (msgq-pair) %s\n", kVersion); exit_after_printing();
-        default: bad_option(c, argv, longopts);
+        default: bad_option(c, argc, argv, longopts);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
@@ -71,377 +71,331 @@ Options parse_options(int argc, char** argv) {
     return o;
 }
 
-// msgget with IPC_CREAT | IPC_EXCL: a new queue, never one already there
-// (EEXIST): then says whose it is, and what to do. -1 once said why.
+// msgget with IPC_CREAT | IPC_EXCL: a new queue, never one already there. If
+// the key is taken (EEXIST), says whose queue it is and what to do, and exits:
+// there is no queue of ours to remove.
 int create_queue(const Options& o) {
     int q = msgget(o.key, IPC_CREAT | IPC_EXCL | o.mode);
     if (q >= 0) return q;
     unsigned key = unsigned(o.key);
     msqid_ds ds;
     int old = errno == EEXIST ? msgget(o.key, 0) : -1;
-    if (old >= 0 && msgctl(old, IPC_STAT, &ds) == 0) {
-        if (uid_t uid = foreign_uid(ds.msg_perm); uid != kNoUid)
-            complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key,
-                     uid);
-        else
-            complain(
-                "queue 0x%08x already exists: another receiver uses it, or a killed one left"
-                " it; if none runs, remove it with 'ipcrm -Q 0x%08x'",
-                key, key);
-    } else if (errno == EACCES) {  // IPC_STAT needs read permission
+    if (old >= 0 && msgctl(old, IPC_STAT, &ds) == 0 && foreign_uid(ds.msg_perm) != kNoUid)
+        complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key,
+                 unsigned(foreign_uid(ds.msg_perm)));
+    else if (old >= 0 && errno != EACCES)
+        complain("queue 0x%08x already exists: another receiver uses it, or a killed one left"
+                 " it; if none runs, remove it with 'ipcrm -Q 0x%08x'", key, key);
+    else if (errno == EACCES)  // msgget or IPC_STAT: it may not even be read
         complain("queue 0x%08x belongs to another user; not touching it (use another --key)", key);
-    } else {
-        complain("%s: %s (queue 0x%08x)", old < 0 ? "msgget" : "msgctl(IPC_STAT)", strerror(errno),
-                 key);
-    }
-    return -1;
+    else
+        complain("msgget: %s (queue 0x%08x)", strerror(errno), key);
+    exit(1);
 }
 
-struct Session {
-    // Open until its END, ended until its BYE; refused (its line stalled)
-    // until its LEAVE; then done, as it is when it dies.
-    enum State { kOpen, kEnded, kRefused, kDone };
-    long type;    // its replies' type, which its requests carry as hdr.session
-    Peer sender;  // to tell when it dies
-    Tally written = {};
-    State state = kOpen;
+// A sender that sent HELLO and waits for its turn.
+struct Newcomer {
+    Hello sender;  // its pid, and its start time to tell it from a later process
+    long type;     // its reply type
+    bool told;     // its WAIT was sent
 };
 
-// Others' requests held while a line is open, at most (bytes, counting
-// kHeldCost for what holding one costs beyond its mtext).
-constexpr size_t kHeldMax = size_t(4) << 20;
-constexpr size_t kHeldCost = 64;
-constexpr size_t kOutMax = 64 * 1024;  // bytes of async data buffered before a write
-
-struct Held {           // a request taken out of the queue before its turn
-    int32_t session;    // its hdr.session (0 if too short to have one)
-    std::string mtext;  // as msgrcv gave it
+// The sender being served.
+struct Session {
+    Hello sender;
+    long type;
+    Tally written = {};  // what we wrote of its DATA
+    bool ended = false;  // its END came, and its TALLY went
+    bool clean = true;   // its END's tally was ours
+    bool gone = false;   // the once-a-second look found it dead
 };
 
 class Receiver {
 public:
-    Receiver(int q, const Options& o) : q_(q), opt_(o) { sessions_.reserve(o.senders); }
+    // The line of newcomers has room for --senders from the start: memory runs
+    // out here, before any sender is welcomed, if it does.
+    Receiver(int q, const Options& o) : q_(q), opt_(o) { line_.reserve(o.senders); }
 
-    // Requests in order of arrival, until every sender has finished; then
-    // all that was received is written. True if all went well.
-    bool serve() {
-        bool ok = true;
-        while (ok && finished_ < opt_.senders) ok = step();
-        return flush() && ok && all_clean_;
+    // The first sender in line that still lives, or else the next to say HELLO.
+    // Newcomers' messages are taken first: one in line may have left (BYE).
+    // One that died while it waited is said, and forgotten.
+    Newcomer next_sender() {
+        Message m;
+        for (;;) {
+            take_newcomers();
+            while (!line_.empty()) {
+                Newcomer n = line_.front();
+                line_.erase(line_.begin());
+                if (alive(n.sender)) return n;
+                complain("sender %d died while it waited its turn", int(n.sender.pid));
+            }
+            receive(m, 0, 0);  // no session: a HELLO gets in line
+        }
+    }
+
+    // Serves one sender from WELCOME to its BYE, or to its death once all it
+    // sent is handled. Whether it finished cleanly, with equal tallies.
+    bool serve(const Newcomer& n) {
+        Session s = {n.sender, n.type};
+        serving_ = s.type;
+        ++begun_;
+        reply(s, kWelcome, &me_, sizeof me_);
+        note("sender %d connected", int(s.sender.pid));
+        Message m;
+        for (;;) {
+            ssize_t got = receive(m, s.type, s.gone ? IPC_NOWAIT : 0);
+            if (got == kNothing) return finish(s, nullptr);  // it is gone, its requests done
+            if (got == kOther)
+                look(s);
+            else if (m.hdr.kind == kData)
+                data(s, m);
+            else if (m.hdr.kind == kEnd)
+                end(s, m);
+            else if (m.hdr.kind == kBye)
+                return finish(s, &m);
+            else
+                complain("ignoring %s from sender %d", kind_name(m.hdr.kind), int(s.sender.pid));
+        }
     }
 
 private:
-    // One turn: the end if a stop signal came, the watchdog's look, or the
-    // next request, or, with none waiting, the output flushed. msgrcv blocks
-    // only once all is written.
-    bool step() {
-        if (g_signal) return complain("interrupted by %s", signal_name(g_signal));  // between calls
-        if (g_tick) return check_senders();
-        Message m;
-        ssize_t n = next_request(m, out_.empty() ? 0 : IPC_NOWAIT);
-        if (n >= 0) return handle(m, n);
-        if (errno == ENOMSG) return flush();
-        if (errno == EINTR && !g_signal) return true;  // the watchdog: the next step() looks
-        return failed("msgrcv");
+    static constexpr ssize_t kNothing = -1;  // receive(): with IPC_NOWAIT, no request waits
+    static constexpr ssize_t kOther = -2;    // receive(): the tick, or another's message handled
+
+    // One request. msgtyp -2 takes the lowest type first: the session's (type
+    // 1) before the newcomers' (type 2). Returns the size of a request of the
+    // session whose reply type is `session`; a newcomer's message is handled
+    // here (kOther), as is junk.
+    ssize_t receive(Message& m, long session, int flags) {
+        answer_newcomers();
+        stop_if_signalled();
+        ssize_t n = msgrcv(q_, &m, kTextSize, -kNewcomerType, flags | MSG_NOERROR);
+        if (n < 0 && errno == EINTR) return after_eintr("msgrcv"), kOther;  // the tick
+        if (n < 0 && errno == ENOMSG) return kNothing;
+        if (n < 0) queue_failed("msgrcv", q_, opt_.key);
+        trace("msgrcv", m);
+        if (well_formed(m, n) && m.hdr.session == session && session != 0) return n;
+        newcomer_message(m, n);
+        return kOther;
     }
 
-    // A held request whose turn has come (any; while a line is open, only
-    // its sender's), else msgrcv of type 1: the next request in the queue.
-    // Its size, or -1 with errno.
-    ssize_t next_request(Message& m, int flags) {
-        for (auto it = held_.begin(); it != held_.end(); ++it) {
-            if (owner_ != nullptr && it->session != owner_->type) continue;
-            m.mtype = kRequestType;
-            memcpy(&m.hdr, it->mtext.data(), it->mtext.size());
-            ssize_t n = ssize_t(it->mtext.size());
-            held_bytes_ -= it->mtext.size() + kHeldCost;
-            held_.erase(it);
-            return n;
-        }
-        ssize_t n = msgrcv(q_, &m, kTextSize, kRequestType, flags | MSG_NOERROR);
-        if (n >= 0 && g_verbose) trace("msgrcv", m, flags, sender_of(m, n));
-        return n;
-    }
-
-    // For -v: who sent request m (n bytes), as its HELLO says or its session
-    // knows; 0 if neither.
-    pid_t sender_of(const Message& m, ssize_t n) {
-        if (!well_formed(m, n)) return 0;
-        if (m.hdr.kind == kHello) {
-            Hello h;
-            memcpy(&h, m.data, sizeof h);
-            return h.pid;
-        }
-        const Session* s = find(m.hdr.session);
-        return s != nullptr ? s->sender.pid : 0;
-    }
-
-    // A request in its turn. One too big for us was cut (MSG_NOERROR): malformed.
-    bool handle(const Message& m, ssize_t n) {
-        if (!well_formed(m, n)) return ignoring("a malformed message (%zd bytes)", n);
+    // A message not of the session in progress: a HELLO, a BYE from a sender
+    // in line (it gave up: it is forgotten), or junk. One too big for us was
+    // cut by MSG_NOERROR, and so is malformed.
+    void newcomer_message(const Message& m, ssize_t n) {
+        if (!well_formed(m, n)) return complain("ignoring a malformed message (%zd bytes)", n);
         if (m.hdr.kind == kHello) return hello(m);
-        Session* s = find(m.hdr.session);
-        if (s == nullptr || s->state == Session::kDone)
-            return ignoring("%s seq %u: no sender in session has reply type %ld",
-                            kind_name(m.hdr.kind), unsigned(m.hdr.seq), long(m.hdr.session));
-        if (s->state == Session::kRefused && m.hdr.kind != kLeave) return true;  // it was told
-        if (owner_ != nullptr && owner_ != s) return hold(m, n);  // until the open line ends
-        switch (m.hdr.kind) {
-        case kData: return data(*s, m);
-        case kEnd: return end(*s, m);
-        case kBye:
-            return s->state == Session::kEnded ? finished(*s) : gone(*s, "said BYE before END");
-        case kLeave: return gone(*s, s->state == Session::kRefused ? "left" : "was interrupted");
+        for (auto it = line_.begin(); it != line_.end(); ++it) {
+            if (m.hdr.kind != kBye || it->type != m.hdr.session) continue;
+            note("sender %d left while it waited its turn: %.*s", int(it->sender.pid),
+                 int(m.hdr.len), m.data);
+            line_.erase(it);
+            return;
         }
-        return ignoring("%s from sender %d: no request", kind_name(m.hdr.kind), int(s->sender.pid));
+        complain("ignoring %s from pid %d: no sender in line has reply type %ld",
+                 kind_name(m.hdr.kind), int(m.hdr.pid), long(m.hdr.session));
     }
 
-    // A new sender. Refused: one of another protocol; one in another PID
-    // namespace, where its pid names another process than here (its death
-    // could not be told); one beyond --senders.
-    bool hello(const Message& m) {
-        Hello h, me = {kProtocol, int32_t(getpid()), pid_namespace()};
+    // A HELLO gets the sender in line, or is refused: one of another protocol;
+    // one in another PID namespace, whose pid names another process here (its
+    // death could not be seen); one whose reply type is in use; one beyond
+    // --senders. WAIT and REFUSE go with IPC_NOWAIT: see answer_newcomers().
+    void hello(const Message& m) {
+        Hello h;
         memcpy(&h, m.data, sizeof h);
-        if (m.hdr.session < 2 || h.pid <= 0)
-            return ignoring("a HELLO with reply type %ld, pid %d", long(m.hdr.session), int(h.pid));
+        long type = m.hdr.session;
+        if (type < kFirstReplyType || h.pid <= 0 || h.pid != m.hdr.pid)
+            return complain("ignoring a HELLO with reply type %ld, pid %d", type, int(h.pid));
         char why[64] = "";
         if (h.protocol != kProtocol)
             snprintf(why, sizeof why, "it speaks protocol %u, this receiver %u", h.protocol,
                      kProtocol);
-        else if (h.pid_ns != me.pid_ns)
-            strcpy(why, "it runs in another PID namespace");
-        else if (find(m.hdr.session) != nullptr)
-            strcpy(why, "its reply type is another sender's");
-        else if (sessions_.size() == opt_.senders)
-            strcpy(why, "it serves no more senders");
-        Session s = {m.hdr.session, peer(h.pid)};
-        if (why[0] != '\0') {
-            complain("refusing sender %d: %s", int(h.pid), why);
-            return reply(s, kRefuse, 0, why, strlen(why));
-        }
-        sessions_.push_back(s);
-        note("sender %d connected", int(h.pid));
-        return reply(sessions_.back(), kWelcome, 0, &me, sizeof me);
+        else if (h.pid_ns != me_.pid_ns)
+            snprintf(why, sizeof why, "it runs in another PID namespace");
+        else if (in_use(type))
+            snprintf(why, sizeof why, "its reply type is another sender's");
+        else if (begun_ + line_.size() >= opt_.senders)
+            snprintf(why, sizeof why, "it serves no more senders");
+        if (why[0] == '\0') return line_.push_back(Newcomer{h, type, false});
+        complain("refusing sender %d: %s", int(h.pid), why);
+        if (!tell(type, h.pid, kRefuse, why, strlen(why)))
+            complain("the queue is full: sender %d is not told, and gives up after --wait",
+                     int(h.pid));
     }
 
-    // The sender's bytes go to stdout. A sync DATA is acknowledged once
-    // written (in chat mode its ACK carries a reply line); async data waits
-    // in the buffer until no request waits.
-    bool data(Session& s, const Message& m) {
-        bool ack = !(m.hdr.flags & kNoAck);
-        out_.append(m.data, m.hdr.len);
-        if ((ack || out_.size() >= kOutMax) && !flush()) return false;
+    // Each sender in line hears WAIT once, with our pid, so that it can watch
+    // us. With IPC_NOWAIT: a reply that waited for room in a queue full of
+    // HELLOs would wait for ever, as only we take them out. What does not fit
+    // now is sent before a later msgrcv.
+    void answer_newcomers() {
+        for (Newcomer& n : line_)
+            if (!n.told && !(n.told = tell(n.type, n.sender.pid, kWait, &me_, sizeof me_))) return;
+    }
+
+    Message make_reply(long type, pid_t pid, uint16_t kind, const void* p, size_t n,
+                       uint16_t flags) const {
+        Message r;  // not zeroed: only the header and n bytes travel
+        r.mtype = type;
+        r.hdr = Header{int32_t(type), kind, flags, int32_t(pid), uint32_t(n)};
+        if (n > 0) memcpy(r.data, p, n);
+        return r;
+    }
+
+    // A reply to a newcomer, if the queue has room for it now. Whether it went.
+    bool tell(long type, pid_t pid, uint16_t kind, const void* p, size_t n) {
+        Message r = make_reply(type, pid, kind, p, n, 0);
+        if (msgsnd(q_, &r, sizeof(Header) + n, IPC_NOWAIT) == 0) return trace("msgsnd", r, IPC_NOWAIT), true;
+        if (errno != EAGAIN && errno != EINTR) queue_failed("msgsnd", q_, opt_.key);
+        return false;
+    }
+
+    // A reply to the sender being served. If the queue is full, newcomers'
+    // HELLOs are taken out to make room (they are answered later): they would
+    // never leave it while we wait. Otherwise msgsnd waits for a sender to
+    // read its replies, and the tick looks at ours, and whether the reply still
+    // fits (msg_qbytes may shrink). A dead sender gets no reply.
+    void reply(Session& s, uint16_t kind, const void* p, size_t n, uint16_t flags = 0) {
+        Message r = make_reply(s.type, s.sender.pid, kind, p, n, flags);
+        trace("msgsnd", r);
+        for (int nowait = IPC_NOWAIT;;) {
+            stop_if_signalled();
+            if (msgsnd(q_, &r, sizeof(Header) + n, nowait) == 0) return;
+            if (errno == EAGAIN) {
+                nowait = take_newcomers() ? IPC_NOWAIT : 0;
+                continue;
+            }
+            if (errno != EINTR) queue_failed("msgsnd", q_, opt_.key);
+            after_eintr("msgsnd");
+            check_fits(q_, opt_.key, sizeof(Header) + n);
+            look(s);
+            if (s.gone) return;
+        }
+    }
+
+    // Takes newcomers' messages (type 2) out of the queue. Whether there were any.
+    bool take_newcomers() {
+        Message m;
+        bool took = false;
+        ssize_t n;
+        while ((n = msgrcv(q_, &m, kTextSize, kNewcomerType, IPC_NOWAIT | MSG_NOERROR)) >= 0) {
+            trace("msgrcv", m, IPC_NOWAIT);
+            newcomer_message(m, n);
+            took = true;
+        }
+        return took;
+    }
+
+    // DATA: its bytes go to stdout at once. A sync DATA is then acknowledged,
+    // so that an ACK means written; in chat mode the ACK carries a reply line.
+    void data(Session& s, const Message& m) {
+        write_all(STDOUT_FILENO, m.data, m.hdr.len);
         s.written.bytes += m.hdr.len;
         s.written.messages++;
-        owner_ = (m.hdr.flags & kMore) ? &s : nullptr;
-        if (!ack) return true;
-        if (opt_.reply && !(m.hdr.flags & kMore)) return chat_reply(s, m);
-        return reply(s, kAck, m.hdr.seq, nullptr, 0);
+        if (m.hdr.flags & kNoAck) return;
+        if (opt_.reply && !(m.hdr.flags & kMore))
+            chat_reply(s);
+        else
+            reply(s, kAck, nullptr, 0);
     }
 
-    // END carries the sender's tally, which must be ours. It also ends a
-    // line that had no final newline.
-    bool end(Session& s, const Message& m) {
+    // END carries the sender's tally, which must be ours; TALLY answers it.
+    void end(Session& s, const Message& m) {
         Tally sent;
         memcpy(&sent, m.data, sizeof sent);
-        if (owner_ == &s) owner_ = nullptr;
-        s.state = Session::kEnded;
+        s.ended = true;
         if (sent != s.written) {  // the sender says by how much
             complain("sender %d: its END's tally is not what was written", int(s.sender.pid));
-            all_clean_ = false;
+            s.clean = false;
         }
-        return flush() && reply(s, kTally, m.hdr.seq, &s.written, sizeof s.written);
+        reply(s, kTally, &s.written, sizeof s.written);
     }
 
-    // Another sender's request while a line is open waits here, so that lines
-    // never mix. Past kHeldMax, the open line's sender is refused: it stalled.
-    bool hold(const Message& m, ssize_t n) {
-        keep(m, n);
-        if (held_bytes_ <= kHeldMax) return true;
-        Session& o = *owner_;
-        complain(
-            "sender %d stalled in the middle of a line while %zu MiB of other senders'"
-            " requests waited; refusing the rest",
-            int(o.sender.pid), kHeldMax >> 20);
-        owner_ = nullptr;
-        o.state = Session::kRefused;
-        all_clean_ = false;
-        const char* why = "its line stalled while other senders waited";
-        return reply(o, kRefuse, 0, why, strlen(why));
-    }
-
-    // Chat: the ACK carries a line read from our stdin, in as many ACKs as it
-    // takes (MORE on all but the last); once stdin has ended, an empty one.
-    bool chat_reply(Session& s, const Message& m) {
+    // Chat: the ACK carries a line of our stdin, in as many ACKs as it takes
+    // (MORE on all but the last); once stdin has ended, an empty one. While the
+    // user types, the tick looks at the queue and at the sender.
+    void chat_reply(Session& s) {
         bool prompt = isatty(STDIN_FILENO) && !g_quiet && !stdin_ended_;
         if (prompt) fprintf(stderr, "reply to %d> ", int(s.sender.pid));
         for (bool more = true; more;) {
-            // Data bytes a reply may carry now (msg_qbytes may have shrunk); at least 1,
-            // so that a queue too small for any reply is told by reply()'s fits().
-            long room = message_limit(q_).bytes - long(sizeof(Header));
+            const char* limit;  // the data a reply may carry now, at least 1 byte, so
+            long room = message_limit(q_, opt_.key, &limit) - long(sizeof(Header));
+            if (s.gone) return;       // that a queue too small for any is told by reply()
             const char* p = nullptr;
             ssize_t n = stdin_ended_ ? 0 : in_.next(room > 0 ? size_t(room) : 1, &p);
-            if (n < 0 && errno == EINTR && !g_signal) {  // the watchdog: is the queue there,
-                msqid_ds ds;                             // and does the sender still wait?
-                if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
-                if (alive(s.sender)) continue;
-                break;  // no: check_senders() ends its session
+            if (n < 0) {  // the tick
+                look(s);
+                continue;
             }
-            if (n < 0) return failed("read");
             if (n == 0 && !stdin_ended_) {
                 stdin_ended_ = true;
                 if (prompt) fputc('\n', stderr);
                 note("standard input ended: the replies are empty from now on");
             }
             more = n > 0 && p[n - 1] != '\n';
-            if (!reply(s, kAck, m.hdr.seq, p, size_t(n), more ? kMore : 0)) return false;
-            if (!alive(s.sender)) break;
+            reply(s, kAck, p, size_t(n), more ? kMore : 0);
         }
-        return true;
     }
 
-    // Sends a reply. A full queue (EAGAIN) that holds a request has it taken
-    // out and held, to make room: waiting while senders wait for room to send
-    // us their requests would be a deadlock. With none there, msgsnd waits
-    // for the senders to read their replies; each second the watchdog checks
-    // that this one lives, and that the reply still fits (msg_qbytes).
-    bool reply(Session& s, uint16_t kind, uint32_t seq, const void* p, size_t n,
-               uint16_t flags = 0) {
-        Message r;
-        r.mtype = s.type;
-        r.hdr = Header{int32_t(s.type), kind, flags, seq, uint32_t(n)};
-        if (n > 0) memcpy(r.data, p, n);
-        int nowait = IPC_NOWAIT;
-        trace("msgsnd", r, nowait);
-        while (msgsnd(q_, &r, sizeof(Header) + n, nowait) < 0) {
-            if (errno == EAGAIN) {  // full: make room, or else wait for it
-                nowait = make_room() ? IPC_NOWAIT : 0;
-                continue;
-            }
-            if (errno != EINTR || g_signal) return failed("msgsnd");
-            if (!fits(q_, opt_.key, sizeof(Header) + n)) return false;
-            if (!alive(s.sender))
-                return true;  // it reads no more: check_senders() ends its session
-            for (const Session& o : sessions_)  // replies to the dead take room nobody frees
-                if (o.state != Session::kDone && !alive(o.sender)) drop_replies(o);
-            nowait = IPC_NOWAIT;
-        }
-        return true;
-    }
-
-    // Takes a request out of a full queue and holds it, to be handled in its
-    // turn. True if there was one. Not bounded by kHeldMax: a cap here could
-    // leave the reply, and so everyone, waiting; each request taken makes room.
-    bool make_room() {
-        Message m;
-        ssize_t n = msgrcv(q_, &m, kTextSize, kRequestType, IPC_NOWAIT | MSG_NOERROR);
-        if (n < 0) return false;
-        if (g_verbose) trace("msgrcv", m, IPC_NOWAIT, sender_of(m, n));
-        keep(m, n);
-        return true;
-    }
-
-    void keep(const Message& m, ssize_t n) {
-        int32_t session = size_t(n) >= sizeof(Header) ? m.hdr.session : 0;
-        held_.push_back(
-            Held{session, std::string(reinterpret_cast<const char*>(&m.hdr), size_t(n))});
-        held_bytes_ += size_t(n) + kHeldCost;
-    }
-
-    // Once a second: a sender that died without a word has its session ended,
-    // but only after all it sent before it died, in the queue or held, is
-    // handled (so every waiting request is handled first). One dead after its
-    // END never said BYE: it did not finish. A queue removed meanwhile (a
-    // sender dies of that too) is said as such.
-    bool check_senders() {
+    // The once-a-second look at the sender being served: is it still there
+    // (not dead, not a zombie, its pid not another process's)?
+    void look(Session& s) {
+        if (!g_tick) return;
         g_tick = 0;
-        Message m;
-        for (Session& s : sessions_) {
-            if (s.state == Session::kDone || alive(s.sender)) continue;
-            ssize_t n;
-            while (!g_signal && (n = next_request(m, IPC_NOWAIT)) >= 0)
-                if (!handle(m, n)) return false;
-            if (g_signal) return true;  // step() says so
-            if (errno != ENOMSG) return failed("msgrcv");
-            if (s.state != Session::kDone && !holds(s))
-                gone(s, s.state == Session::kEnded ? "ended without a BYE" : "died");
-        }
-        return true;
+        s.gone = !alive(s.sender);
     }
 
-    // BYE: the sender read its TALLY, and is done with the queue. True.
-    bool finished(Session& s) {
-        unsigned long long n = s.written.messages, bytes = s.written.bytes;
-        note("sender %d finished: %llu byte%s in %llu message%s", int(s.sender.pid), bytes,
-             plural(bytes), n, plural(n));
-        return close_session(s);
-    }
-
-    // The session ended another way: how says which, in an error line. True.
-    bool gone(Session& s, const char* how) {
-        unsigned long long n = s.written.messages, bytes = s.written.bytes;
-        complain("sender %d %s after %llu message%s (%llu byte%s)", int(s.sender.pid), how, n,
-                 plural(n), bytes, plural(bytes));
-        all_clean_ = false;
-        return close_session(s);
-    }
-
-    // Either way: no more requests are read from it, and replies it will never
-    // read are taken out of the queue (msgrcv of its type). True.
-    bool close_session(Session& s) {
-        if (owner_ == &s) owner_ = nullptr;
-        s.state = Session::kDone;
-        ++finished_;
-        drop_replies(s);
-        return true;
-    }
-
-    // Takes out of the queue the replies that sender will never read.
-    void drop_replies(const Session& s) {
+    // The session is over: by its BYE (bye), else by its death. Says how, and
+    // takes out the replies it will never read. Whether it finished cleanly.
+    bool finish(const Session& s, const Message* bye) {
+        serving_ = 0;
         Message m;
         while (msgrcv(q_, &m, kTextSize, s.type, IPC_NOWAIT | MSG_NOERROR) >= 0) {
         }
-    }
-
-    // Writes what the output buffer holds.
-    bool flush() {
-        bool ok = write_all(STDOUT_FILENO, out_.data(), out_.size());
-        out_.clear();
-        return ok || failed("write");
-    }
-
-    // A failed call in one line, err(3) style; for EINTR, the stop signal
-    // that ended it. False.
-    bool failed(const char* call) {
-        int e = ipc_errno(q_);
-        if (e == EINTR && g_signal)
-            return complain("%s: %s (%s)", call, strerror(e), signal_name(g_signal));
-        return complain("%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
-    }
-
-    Session* find(long type) {
-        for (Session& s : sessions_)
-            if (s.type == type) return &s;
-        return nullptr;
-    }
-    bool holds(const Session& s) const {
-        for (const Held& h : held_)
-            if (h.session == s.type) return true;
+        int pid = int(s.sender.pid);
+        unsigned long long n = s.written.messages, bytes = s.written.bytes;
+        if (bye != nullptr && s.ended && bye->hdr.len == 0) {
+            note("sender %d finished: %llu byte%s in %llu message%s", pid, bytes, plural(bytes), n,
+                 plural(n));
+            return s.clean;
+        }
+        if (bye != nullptr)
+            complain("sender %d left after %llu message%s (%llu byte%s): %.*s", pid, n, plural(n),
+                     bytes, plural(bytes), int(bye->hdr.len), bye->hdr.len ? bye->data : "no reason given");
+        else
+            complain("sender %d %s after %llu message%s (%llu byte%s)", pid,
+                     s.ended ? "ended without a BYE" : "died", n, plural(n), bytes, plural(bytes));
         return false;
     }
 
-    int q_;
+    bool in_use(long type) const {
+        if (type == serving_) return true;
+        for (const Newcomer& n : line_)
+            if (n.type == type) return true;
+        return false;
+    }
+
+    const int q_;
     const Options& opt_;
-    std::vector<Session> sessions_;  // reserved for --senders: pointers stay valid
-    unsigned finished_ = 0;          // sessions done, one way or another
-    bool all_clean_ = true;          // each done with its BYE, the tallies equal
-    Session* owner_ = nullptr;       // the session whose line is open (its DATA had MORE)
-    std::deque<Held> held_;          // requests taken out before their turn, in order
-    size_t held_bytes_ = 0;          // what they cost, counted as for kHeldMax
-    bool stdin_ended_ = false;       // chat: no more replies to read
-    std::string out_;                // data received, not yet written
-    LineReader in_{STDIN_FILENO};    // chat replies
+    const Hello me_ = my_hello();   // in WAIT and WELCOME
+    std::vector<Newcomer> line_;    // senders waiting their turn, in the order they came
+    unsigned begun_ = 0;            // sessions begun: with line_, at most --senders
+    long serving_ = 0;              // the reply type of the sender being served, or 0
+    bool stdin_ended_ = false;      // chat: no more reply lines
+    LineReader in_{STDIN_FILENO};   // chat: the reply lines
 };
+
+// The one place the queue is removed. EIDRM: someone removed it first (the
+// error that told us is said). False if it could not be removed.
+bool remove_queue(int q, key_t key) {
+    if (msgctl(q, IPC_RMID, nullptr) == 0) {
+        note("msgctl(%d, IPC_RMID): queue 0x%08x removed", q, unsigned(key));
+        return true;
+    }
+    int e = queue_errno(q);
+    if (e == EIDRM) return true;
+    complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(key));
+    return false;
+}
 
 }  // namespace
 
@@ -450,20 +404,23 @@ int main(int argc, char** argv) {
     Options opt = parse_options(argc, argv);
     install_signal_handlers();
     int q = create_queue(opt);  // msgget(key, IPC_CREAT | IPC_EXCL | mode)
-    if (q < 0) return 1;
-    bool announced = fits(q, opt.key, kMinText);  // not a queue that can carry no session
-    if (announced)
+    bool clean = true;
+    try {
+        check_fits(q, opt.key, kMinText);  // a queue that can carry no session is not announced
         note("msgget(0x%08x, IPC_CREAT | IPC_EXCL | %04o): queue id %d; waiting for %u sender%s",
              unsigned(opt.key), unsigned(opt.mode), q, opt.senders, plural(opt.senders));
-    bool ok = announced && Receiver(q, opt).serve();  // msgrcv each request, msgsnd each reply
-    int e = msgctl(q, IPC_RMID, nullptr) < 0 ? ipc_errno(q) : 0;  // remove the queue
-    if (e == 0) {
-        if (announced) note("msgctl(%d, IPC_RMID): queue 0x%08x removed", q, unsigned(opt.key));
-    } else if (e != EIDRM) {  // EIDRM: someone removed it first, as we were told
-        complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(opt.key));
-        ok = false;
+        Receiver r(q, opt);
+        for (unsigned i = 0; i < opt.senders; ++i)  // one at a time, in the order they came:
+            clean = r.serve(r.next_sender()) && clean;  // WELCOME, DATA/ACK..., END/TALLY, BYE
+    } catch (const Fatal& f) {
+        complain("%s", f.line);
+        clean = false;
+    } catch (const std::bad_alloc&) {
+        complain("out of memory");
+        clean = false;
     }
-    if (!close_stdout()) ok = false;
+    if (!remove_queue(q, opt.key)) clean = false;  // msgctl(IPC_RMID)
+    if (!close_stdout()) clean = false;
     die_if_signalled();
-    return ok ? 0 : 1;
+    return clean ? 0 : 1;
 }

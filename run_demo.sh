@@ -190,9 +190,9 @@ show_queue
 ! show ./receiver -k "$key" || broken "a second receiver was let in"
 await "^receiver: queue $key already exists"
 
-step "2. Types select who reads what: the sender sends its lines as type 1, which the receiver reads; the receiver answers each (ACK) with a type the sender picked at random, which only that sender reads."
+step "2. Types select who reads what: a sender says HELLO as type 2 and, once welcomed, sends its lines as type 1; the receiver reads both (msgrcv with msgtyp -2: type 1 first) and answers each line (ACK) with a type the sender picked at random, which only that sender reads."
 show ./sender -k "$key" -v hello again || broken "the sender failed"
-await '^sender: msgrcv\(type [0-9]+\) ACK seq 2, 0 bytes$'
+await '^sender: msgrcv\(type [0-9]+\) ACK, pid [0-9]+, 0 bytes$'
 show cat "$received"
 
 step "3. With IPC_NOWAIT, msgsnd never waits: when the queue is full (the next message would pass its msg_qbytes, 16384 bytes) it fails with EAGAIN; this sender then waits in a plain msgsnd until the receiver makes room."
@@ -208,7 +208,7 @@ show ps -o pid,stat,wchan:12,args -p "$async"
 show_queue
 show kill -CONT "$receiver"
 ended async 0
-await '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, [0-9]+ bytes$'
+await '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA, pid [0-9]+, [0-9]+ bytes$'
 show tail -n 2 "$received"
 seq 1 10000 | cmp -s - <(tail -n 10000 "$received") || broken "the receiver did not write what was sent"
 
@@ -223,9 +223,9 @@ show ps -o pid,stat,wchan:12,args -p "$asker"
 show_queue
 [ "$(queue_row | awk '{ print $6 }')" = 1 ] || broken "the queue does not hold the DATA"
 show kill -CONT "$receiver"
-await '^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$'
+await '^sender: msgrcv\(type [0-9]+\) ACK, pid [0-9]+, 0 bytes$'
 
-step "4b. A signal arrives: the sender, waiting for its second ACK, gets $said; msgrcv fails with EINTR (\"Interrupted system call\"), and the sender tells the receiver (LEAVE) and dies."
+step "4b. A signal arrives: the sender, waiting for its second ACK, gets $said; msgrcv fails with EINTR (\"Interrupted system call\"), and the sender tells the receiver why (BYE) and dies."
 stopped "$receiver"
 feed echo still there
 blocked "$asker"
@@ -234,7 +234,7 @@ await "^sender: msgrcv: Interrupted system call \\(SIG$sig\\); 1 message \\(14 b
 ended asker $((128 + $(kill -l "$sig")))
 close_input
 show kill -CONT "$receiver"
-await "^receiver: sender $asker was interrupted after 2 messages \(26 bytes\)$"
+await "^receiver: sender $asker left after 2 messages \\(26 bytes\\): msgrcv: Interrupted system call \\(SIG$sig\\)$"
 
 step "4c. The queue is removed: ipcrm -Q deletes it while the sender waits in msgrcv, which fails with EIDRM (\"Identifier removed\"); the receiver finds it gone too."
 input last

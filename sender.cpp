@@ -1,9 +1,9 @@
 // sender.cpp - sends its arguments, or else its standard input, line by line
-// through the receiver's queue, and exits 0 only when the receiver reports
-// that it wrote exactly what was sent. It opens the queue (msgget), sends
-// requests of type 1 (msgsnd) and reads replies of its own type (msgrcv).
+// through the receiver's queue, and exits 0 only when the receiver reports that
+// it wrote exactly what was sent. It opens the queue (msgget), sends requests
+// (msgsnd) and reads the replies of the type it drew for itself (msgrcv).
 #include <algorithm>
-#include <ctime>
+#include <new>
 #include <string>
 
 #include "common.h"
@@ -12,7 +12,7 @@ namespace {
 
 struct Options {
     key_t key = default_key();
-    long wait = 30;  // seconds, for the queue and then for WELCOME
+    long wait = 30;  // seconds: for the queue to appear, then for a first answer
     bool async = false;
     char** messages = nullptr;  // the MESSAGE arguments, null-terminated
 };
@@ -24,7 +24,8 @@ void usage() {
         "\n"
         "  -k, --key=KEY       queue key: decimal, 0x hex or 0 octal\n"
         "                      (default 0x%08x: a fixed base plus your uid)\n"
-        "  -w, --wait=SECONDS  wait this long for the receiver (default 30)\n"
+        "  -w, --wait=SECONDS  wait this long for a receiver to answer (default 30);\n"
+        "                      once it has, wait for our turn as long as it lives\n"
         "  -a, --async         send with IPC_NOWAIT, as many lines per message as\n"
         "                      fit, and wait only for the receiver's final tally\n"
         "  -q, --quiet         no status lines on stderr\n"
@@ -33,7 +34,7 @@ void usage() {
         "  -V, --version       show the version and exit\n"
         "\n"
         "Exit status: 0 if all was delivered and the tallies agree, 1 if not, 2 for a\n"
-        "usage error. A stop signal (SIGINT...) sends LEAVE to the receiver, then ends it.\n",
+        "usage error. A stop signal (SIGINT...) sends BYE to the receiver, then ends it.\n",
         unsigned(default_key()));
 }
 
@@ -55,7 +56,7 @@ Options parse_options(int argc, char** argv) {
         case 'v': g_verbose = true; break;
         case 'h': usage(); exit_after_printing();
         case 'V': printf("sender (msgq-pair) %s\n", kVersion); exit_after_printing();
-        default: bad_option(c, argv, longopts);
+        default: bad_option(c, argc, argv, longopts);
         }
     }
     o.messages = argv + optind;
@@ -64,249 +65,210 @@ Options parse_options(int argc, char** argv) {
 
 class Sender {
 public:
-    explicit Sender(const Options& o) : opt_(o), deadline_(time(nullptr) + o.wait) {}
+    explicit Sender(const Options& o) : opt_(o), deadline_(monotonic_seconds() + double(o.wait)) {}
 
-    // Either program may start first: wait, within --wait, for the receiver
-    // to create the queue (nothing tells when one appears: look every 50 ms).
-    // Use it only if we own and created it: anyone may create a queue under
+    // Either program may start first: wait, within --wait, for the receiver to
+    // create the queue (nothing tells when one appears: look every 50 ms). Use
+    // it only if our uid owns and created it: anyone may create a queue under
     // our key first, with mode 0666, to read what we send.
-    bool open_queue() {
-        bool said = false;
-        while ((q_ = msgget(opt_.key, 0)) < 0) {
-            if (errno != ENOENT) return failed("msgget");
-            if (g_signal) return interrupted(nullptr);
-            if (time(nullptr) > deadline_)
-                return complain("no receiver: queue 0x%08x does not exist (waited %ld s)",
-                                unsigned(opt_.key), opt_.wait);
-            if (!said) note("waiting for the receiver to create queue 0x%08x", unsigned(opt_.key));
-            said = true;
+    void open_queue() {
+        for (bool said = false; (q_ = msgget(opt_.key, 0)) < 0; said = true) {
+            if (errno != ENOENT) fail("msgget: %s (queue 0x%08x)", strerror(errno), key());
+            stop_if_signalled();
+            if (monotonic_seconds() > deadline_)
+                fail("no receiver: queue 0x%08x does not exist (waited %ld s)", key(), opt_.wait);
+            if (!said) note("waiting for the receiver to create queue 0x%08x", key());
             timespec pause = {0, 50'000'000};
             nanosleep(&pause, nullptr);
         }
-        if (g_verbose) note("msgget(0x%08x, 0): queue id %d", unsigned(opt_.key), q_);
+        if (g_verbose) note("msgget(0x%08x, 0): queue id %d", key(), q_);
         msqid_ds ds;
-        if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
+        if (msgctl(q_, IPC_STAT, &ds) < 0) queue_failed("msgctl(IPC_STAT)", q_, opt_.key);
         if (uid_t uid = foreign_uid(ds.msg_perm); uid != kNoUid)
-            return complain("queue 0x%08x belongs to uid %u, not to you; refusing to send to it",
-                            unsigned(opt_.key), unsigned(uid));
-        Limit limit = message_limit(q_);
-        if (limit.bytes < 0) return failed("msgctl(IPC_STAT)");
-        if (!fits(q_, opt_.key, kMinText)) return false;
-        chunk_ = size_t(limit.bytes) - sizeof(Header);
-        return true;
+            fail("queue 0x%08x belongs to uid %u, not to you; refusing to send to it", key(),
+                 unsigned(uid));
+        check_fits(q_, opt_.key, kMinText);
+        const char* limit;
+        chunk_ = size_t(message_limit(q_, opt_.key, &limit)) - sizeof(Header);
     }
 
-    // HELLO says who we are and which reply type we drew; WELCOME, of that
-    // type, who the receiver is.
-    bool hello() {
+    // HELLO (type 2) says who we are and which reply type we drew at random.
+    // The answer comes with that type: WELCOME, or first WAIT while the
+    // receiver serves another sender, or REFUSE.
+    void hello() {
         uint32_t r;
-        if (getentropy(&r, sizeof r) < 0) return failed("getentropy");
-        session_ = 2 + long(r % uint32_t(kMaxType - 1));
-        Hello me = {kProtocol, int32_t(getpid()), pid_namespace()}, them;
-        Message reply;
-        if (!send(kHello, 0, &me, sizeof me) || !await(reply, kWelcome, 0)) return false;
-        memcpy(&them, reply.data, sizeof them);
-        receiver_ = peer(them.pid);
-        note("connected to receiver %d", int(them.pid));
+        if (getentropy(&r, sizeof r) < 0) fail("getentropy: %s", strerror(errno));
+        type_ = kFirstReplyType + long(r % uint32_t(kLastReplyType - kFirstReplyType + 1));
+        Hello me = my_hello();
+        send(kHello, 0, &me, sizeof me);
+        Message welcome;
+        await(welcome, kWelcome);
+        memcpy(&receiver_, welcome.data, sizeof receiver_);
+        request_type_ = kSessionType;
+        note("connected to receiver %d", int(receiver_.pid));
         if (interactive_ && *opt_.messages == nullptr) note("type lines to send; Ctrl-D ends");
-        return true;
     }
 
     // Each argument is a line; without arguments, standard input is read. A
     // line longer than a message goes in several DATA.
-    bool send_input() {
+    void send_input() {
         for (char** arg = opt_.messages; *arg != nullptr; ++arg) {
             std::string line = std::string(*arg) + '\n';
             for (size_t at = 0; at < line.size(); at += chunk_)
-                if (!send_data(line.data() + at, std::min(chunk_, line.size() - at))) return false;
+                send_data(line.data() + at, std::min(chunk_, line.size() - at));
         }
-        if (*opt_.messages != nullptr) return true;
+        if (*opt_.messages != nullptr) return;
         LineReader in(STDIN_FILENO);
-        for (;;) {
-            const char* p = nullptr;
-            ssize_t n = in.next(chunk_, &p, opt_.async);  // async: as many lines as have come
-            if (n == 0) return true;
-            if (n > 0 && !send_data(p, size_t(n))) return false;
-            if (n < 0 && !keep_waiting("read")) return false;
-            if (n < 0 && refused()) return false;
+        const char* p = nullptr;
+        ssize_t n;
+        while ((n = in.next(chunk_, &p, opt_.async)) != 0) {  // async: all whole lines come
+            if (n > 0) send_data(p, size_t(n));
+            else look(0);  // the tick, while we wait for input
         }
     }
 
     // END carries our tally; the receiver's TALLY must match it. BYE says we
-    // have read it, so that the receiver may remove the queue.
-    bool end() {
-        Message reply;
+    // have read it, so that the receiver may go on to the next sender.
+    void end() {
+        Message tally;
         Tally written;
-        if (!send(kEnd, 0, &sent_, sizeof sent_) || !await(reply, kTally, seq_)) return false;
-        memcpy(&written, reply.data, sizeof written);
-        if (!send(kBye, 0, nullptr, 0)) return false;
+        send(kEnd, 0, &sent_, sizeof sent_);
+        await(tally, kTally);
+        memcpy(&written, tally.data, sizeof written);
+        send(kBye, 0, nullptr, 0);
         said_bye_ = true;
         unsigned long long bytes = sent_.bytes, n = sent_.messages;
         if (written != sent_)
-            return complain(
-                "the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu"
-                " were sent",
-                (unsigned long long)written.bytes, (unsigned long long)written.messages, bytes, n);
+            fail("the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu were sent",
+                 (unsigned long long)written.bytes, (unsigned long long)written.messages, bytes, n);
         note("done: %llu byte%s in %llu message%s delivered", bytes, plural(bytes), n, plural(n));
-        return true;
     }
 
-    // Stopping early (a signal, an error): tell the receiver, so that it ends
-    // now. IPC_NOWAIT: in a full queue it will find us gone instead.
-    void leave() {
-        if (!welcomed() || said_bye_) return;
-        Message m;
-        m.mtype = kRequestType;
-        m.hdr = Header{int32_t(session_), kLeave, 0, ++seq_, 0};
-        if (msgsnd(q_, &m, sizeof(Header), IPC_NOWAIT) == 0)  // traced if sent: the queue
-            trace("msgsnd", m, IPC_NOWAIT);                     // may be gone, or full
+    // An error ended the run: says it, with what the receiver had confirmed,
+    // and tells the receiver why in a BYE, so that it can say so and go on.
+    // IPC_NOWAIT: in a full queue the receiver finds us gone instead.
+    void leave(const char* why) {
+        const Tally& t = opt_.async ? sent_ : acked_;
+        unsigned long long n = t.messages, bytes = t.bytes;
+        if (request_type_ != kSessionType)  // not welcomed: nothing was sent yet
+            complain("%s", why);
+        else
+            complain("%s; %llu message%s (%llu byte%s) %s", why, n, plural(n), bytes,
+                     plural(bytes), opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
+        if (type_ == 0 || said_bye_) return;  // the receiver never heard of us, or is done
+        Message m = request(kBye, 0, why, strlen(why));
+        if (msgsnd(q_, &m, sizeof(Header) + m.hdr.len, IPC_NOWAIT) == 0) trace("msgsnd", m, IPC_NOWAIT);
     }
 
 private:
-    bool welcomed() const { return receiver_.pid != 0; }
+    unsigned key() const { return unsigned(opt_.key); }
 
-    // One DATA: MORE if it does not end a line. Sync: then its ACK, which may
-    // carry a chat reply, in as many ACKs as it takes.
-    bool send_data(const char* p, size_t n) {
+    // One DATA, flagged MORE if it does not end its line. Sync: then its ACK,
+    // whose data (a chat reply, in as many ACKs as it takes) goes to stdout.
+    void send_data(const char* p, size_t n) {
         uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
-        if (!send(kData, flags, p, n)) return false;
+        send(kData, flags, p, n);
         sent_.bytes += n;
         sent_.messages++;
-        if (opt_.async) return true;
-        Message reply;
+        if (opt_.async) return;
+        Message ack;
         do {
-            if (!await(reply, kAck, seq_)) return false;
-            if (!write_all(STDOUT_FILENO, reply.data, reply.hdr.len)) return failed("write");
-        } while (reply.hdr.flags & kMore);
+            await(ack, kAck);
+            write_all(STDOUT_FILENO, ack.data, ack.hdr.len);
+        } while (ack.hdr.flags & kMore);
         acked_ = sent_;
-        if (interactive_) note("delivered message %u (%zu byte%s)", unsigned(seq_), n, plural(n));
-        return true;
+        if (interactive_)
+            note("delivered message %llu (%zu byte%s)", (unsigned long long)sent_.messages, n,
+                 plural(n));
     }
 
-    // A request, of type 1. Async DATA goes with IPC_NOWAIT: msgsnd returns
-    // at once, EAGAIN if the queue is full. Nothing is dropped: msgsnd then
-    // waits for room, and from then on always (an offer refused is a copy
-    // wasted). Other requests wait for room at once.
-    bool send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-        if (g_signal) return interrupted(nullptr);  // one that came between calls
-        if (kind != kHello) ++seq_;  // HELLO is 0; each later request counts one more
-        Message m;                   // not zeroed: only the header and n bytes travel
-        m.mtype = kRequestType;
-        m.hdr = Header{int32_t(session_), kind, flags, kind == kHello ? 0 : seq_, uint32_t(n)};
+    Message request(uint16_t kind, uint16_t flags, const void* data, size_t n) const {
+        Message m;  // not zeroed: only the header and n bytes travel
+        m.mtype = request_type_;
+        m.hdr = Header{int32_t(type_), kind, flags, int32_t(getpid()), uint32_t(n)};
         if (n > 0) memcpy(m.data, data, n);
+        return m;
+    }
+
+    // Sends a request. Async DATA goes with IPC_NOWAIT: msgsnd returns at once,
+    // with EAGAIN if the queue is full. Nothing is dropped: msgsnd then waits
+    // for room, and does so from then on (an offer refused is a copy wasted).
+    void send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
+        Message m = request(kind, flags, data, n);
         int nowait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
         trace("msgsnd", m, nowait);
-        while (msgsnd(q_, &m, sizeof(Header) + n, nowait) < 0) {
+        for (;;) {
+            stop_if_signalled();
+            if (msgsnd(q_, &m, sizeof(Header) + n, nowait) == 0) return;
             if (errno == EAGAIN && nowait) {
-                if (g_verbose)
-                    complain("msgsnd: %s (EAGAIN): the queue is full; from now on msgsnd waits",
-                             strerror(EAGAIN));
+                if (g_verbose) complain("msgsnd: %s (EAGAIN): the queue is full; from now on msgsnd waits", strerror(EAGAIN));
                 queue_full_ = true;
                 nowait = 0;
                 trace("msgsnd", m, nowait);  // the same message, now waiting for room
-            } else if (!keep_waiting("msgsnd") || (welcomed() && refused()) ||
-                       !fits(q_, opt_.key, sizeof(Header) + n)) {
-                return false;  // a REFUSE may take the room we wait for; msg_qbytes may shrink
+            } else if (errno == EINTR) {
+                after_eintr("msgsnd");
+                look(sizeof(Header) + n);  // msg_qbytes may have shrunk below it
+            } else {
+                queue_failed("msgsnd", q_, opt_.key);
             }
         }
-        return true;
     }
 
-    // Waits for the reply of this kind to request seq. A REFUSE ends the session.
-    bool await(Message& reply, uint16_t kind, uint32_t seq) {
+    // Waits for the reply of this kind. A REFUSE ends the run; a WAIT, while
+    // we wait for WELCOME, says whose turn it is. Replies for another pid (a
+    // newcomer that drew our type) are not ours.
+    void await(Message& m, uint16_t kind) {
         for (;;) {
-            if (g_signal) return interrupted(nullptr);  // one that came between calls
-            ssize_t n = msgrcv(q_, &reply, kTextSize, session_, MSG_NOERROR);
-            if (n < 0 && !keep_waiting("msgrcv")) return false;
-            if (n < 0) continue;
-            trace("msgrcv", reply, 0);
-            if (report_refusal(reply, n)) return false;
-            if (well_formed(reply, n) && reply.hdr.kind == kind && reply.hdr.seq == seq)
-                return true;
-            ignoring("a reply that is no %s to message %u (%zd bytes)", kind_name(kind),
-                     unsigned(seq), n);
+            stop_if_signalled();
+            ssize_t n = msgrcv(q_, &m, kTextSize, type_, MSG_NOERROR);
+            if (n < 0 && errno == EINTR) {
+                after_eintr("msgrcv");
+                look(0);
+                continue;
+            }
+            if (n < 0) queue_failed("msgrcv", q_, opt_.key);
+            trace("msgrcv", m);
+            bool ours = well_formed(m, n) && m.hdr.pid == getpid();
+            if (ours && m.hdr.kind == kRefuse)
+                fail("the receiver refused: %.*s", int(m.hdr.len), m.data);
+            if (ours && m.hdr.kind == kind) return;
+            if (ours && m.hdr.kind == kWait && kind == kWelcome)
+                wait_turn(m);
+            else
+                complain("ignoring a reply that is no %s for pid %d (%zd bytes)", kind_name(kind),
+                         int(getpid()), n);
         }
     }
 
-    // While we wait for input, or for room to send, only a REFUSE can come for
-    // us (our line stalled while others waited): a look once a second. True
-    // if it came.
-    bool refused() {
-        Message reply;
-        ssize_t n = msgrcv(q_, &reply, kTextSize, session_, IPC_NOWAIT | MSG_NOERROR);
-        if (n < 0) return false;  // ENOMSG; anything else, the next call will tell
-        trace("msgrcv", reply, IPC_NOWAIT);
-        if (report_refusal(reply, n)) return true;
-        ignoring("a reply that answers nothing (%zd bytes)", n);
-        return false;
+    // WAIT: the receiver serves another sender first. We wait as long as it
+    // lives, so --wait no longer counts.
+    void wait_turn(const Message& m) {
+        memcpy(&receiver_, m.data, sizeof receiver_);
+        note("waiting for the receiver (pid %d): it serves another sender", int(receiver_.pid));
     }
 
-    // A REFUSE says why the session is over: said, true.
-    bool report_refusal(const Message& reply, ssize_t n) {
-        if (!well_formed(reply, n) || reply.hdr.kind != kRefuse) return false;
-        complain("the receiver refused: %.*s", int(reply.hdr.len), reply.data);
-        return true;
-    }
-
-    // A blocking call failed: true if it is to be called again. That is after
-    // the watchdog's EINTR, as long as the session may go on: no stop signal,
-    // --wait not over before WELCOME, the queue and the receiver still there.
-    bool keep_waiting(const char* call) {
-        if (errno != EINTR) return failed(call);
-        if (g_signal) return interrupted(call);
-        if (!g_tick) return true;
+    // The once-a-second look while a call waits. Before any answer, --wait
+    // bounds the wait; after one, the receiver must live and the queue exist,
+    // and still take the message we wait to send (pending bytes; 0: none).
+    void look(size_t pending) {
+        if (!g_tick) return;
         g_tick = 0;
-        msqid_ds ds;
-        if (!welcomed() && time(nullptr) > deadline_)
-            return complain("no answer from a receiver on queue 0x%08x (waited %ld s)",
-                            unsigned(opt_.key), opt_.wait);
-        if (msgctl(q_, IPC_STAT, &ds) < 0) return failed("msgctl(IPC_STAT)");
-        if (!welcomed() || alive(receiver_)) return true;
-        char what[64];
-        snprintf(what, sizeof what, "the receiver (pid %d) died", int(receiver_.pid));
-        return report(what);
-    }
-
-    // A failed call, err(3) style. False.
-    bool failed(const char* call) {
-        int e = ipc_errno(q_);
-        if (e == EINTR && g_signal) return interrupted(call);
-        char what[160];
-        snprintf(what, sizeof what, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(opt_.key));
-        return report(what);
-    }
-
-    // A stop signal came: said, with the call it interrupted (EINTR), or
-    // none if it came between calls. False.
-    bool interrupted(const char* call) {
-        char what[80];
-        if (call == nullptr)
-            snprintf(what, sizeof what, "interrupted by %s", signal_name(g_signal));
-        else
-            snprintf(what, sizeof what, "%s: %s (%s)", call, strerror(EINTR), signal_name(g_signal));
-        return report(what);
-    }
-
-    // What went wrong, in one line with how much the receiver had acknowledged
-    // (async: how much was sent). False.
-    bool report(const char* what) {
-        const Tally& t = opt_.async ? sent_ : acked_;
-        unsigned long long n = t.messages, bytes = t.bytes;
-        if (!welcomed()) return complain("%s", what);
-        return complain("%s; %llu message%s (%llu byte%s) %s", what, n, plural(n), bytes,
-                        plural(bytes),
-                        opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
+        if (receiver_.pid == 0 && monotonic_seconds() > deadline_)
+            fail("no answer from a receiver on queue 0x%08x (waited %ld s)", key(), opt_.wait);
+        check_fits(q_, opt_.key, pending);
+        if (receiver_.pid != 0 && !alive(receiver_))
+            fail("the receiver (pid %d) died", int(receiver_.pid));
     }
 
     const Options& opt_;
-    const bool interactive_ = isatty(STDIN_FILENO) && !g_quiet;  // prompt, and confirm each line
-    time_t deadline_;          // for the queue, then WELCOME: once past it, --wait is over
-    int q_ = -1;               // the queue id
-    long session_ = 0;         // our reply type, drawn at random
-    Peer receiver_;            // once it has welcomed us
-    uint32_t seq_ = 0;         // of the last request sent
-    size_t chunk_ = 0;         // data bytes per message: what the queue takes, less the header
-    bool queue_full_ = false;  // an async msgsnd met a full queue
+    const bool interactive_ = isatty(STDIN_FILENO) && !g_quiet;  // prompt, confirm each line
+    const double deadline_;          // monotonic seconds: --wait is over after it
+    int q_ = -1;                     // the queue id
+    long type_ = 0;                  // our reply type, drawn at random; 0 before HELLO
+    long request_type_ = kNewcomerType;  // kSessionType from WELCOME on
+    Hello receiver_ = {};            // from its WAIT or WELCOME; pid 0 before
+    size_t chunk_ = 0;               // data bytes per message: what the queue takes, less the header
+    bool queue_full_ = false;        // an async msgsnd met a full queue
     bool said_bye_ = false;
     Tally sent_ = {};   // what we sent
     Tally acked_ = {};  // what the receiver acknowledged
@@ -319,12 +281,20 @@ int main(int argc, char** argv) {
     Options opt = parse_options(argc, argv);
     install_signal_handlers();
     Sender s(opt);
-    bool ok = s.open_queue()     // msgget(key, 0): the receiver's queue, once it exists
-              && s.hello()       // HELLO; WELCOME
-              && s.send_input()  // DATA for each line; in sync mode an ACK for each
-              && s.end();        // END; TALLY, the receiver's count; BYE
-    if (!ok) s.leave();          // LEAVE, unless BYE was said
-    if (!close_stdout()) ok = false;
+    int status = 0;
+    try {
+        s.open_queue();  // msgget(key, 0): the receiver's queue, once it exists
+        s.hello();       // HELLO; WAIT while another sender is served; WELCOME
+        s.send_input();  // DATA for each line; in sync mode an ACK for each
+        s.end();         // END; TALLY, what the receiver wrote; BYE
+    } catch (const Fatal& f) {
+        s.leave(f.line);
+        status = 1;
+    } catch (const std::bad_alloc&) {
+        s.leave("out of memory");
+        status = 1;
+    }
+    if (!close_stdout()) status = 1;
     die_if_signalled();
-    return ok ? 0 : 1;
+    return status;
 }

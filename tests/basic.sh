@@ -163,7 +163,7 @@ t_long_lines_split_not_cut() {
   printf '\nshort\n' >>"$T/in"
   head -c 30000 /dev/zero | tr '\0' 'y' >>"$T/in"
   transfer -v
-  expect_grep "$T/s.err" '^sender: msgsnd\(type 1\) DATA seq 1, 8176 bytes \(more\)$'
+  expect_grep "$T/s.err" '^sender: msgsnd\(type 1\) DATA, pid [0-9]+, 8176 bytes \(more\)$'
 }
 
 t_random_binary() {
@@ -211,8 +211,8 @@ t_async_waits_for_room() {
   [ "$(grep -Ec '^sender: msgsnd: .* \(EAGAIN\): the queue is full; from now on msgsnd waits$' "$T/s.err")" -eq 1 ] ||
     fail "the EAGAIN not said exactly once"
   # The message EAGAIN refused is sent again, without IPC_NOWAIT.
-  awk '/IPC_NOWAIT\) DATA seq/ { seq = $7 }
-       /\(EAGAIN\)/ { getline; exit !($0 ~ ("^sender: msgsnd\\(type 1\\) DATA seq " seq)) }' "$T/s.err" ||
+  awk '/IPC_NOWAIT\) DATA/ { len = $8 }
+       /\(EAGAIN\)/ { getline; exit !($0 ~ ("^sender: msgsnd\\(type 1\\) DATA, pid [0-9]+, " len " bytes$")) }' "$T/s.err" ||
     fail "the blocking msgsnd after EAGAIN is not traced: $(grep -A1 EAGAIN "$T/s.err")"
 }
 
@@ -222,15 +222,14 @@ t_verbose_shows_each_message() {
   local type id
   id=$(sed -nE 's/^receiver: msgget\(.*\): queue id ([0-9]+);.*/\1/p' "$T/r.err")
   expect_grep "$T/s.err" "^sender: msgget\($KEY, 0\): queue id ${id:-none}$"
-  type=$(sed -n 's/^sender: msgsnd(type 1) HELLO seq 0, 12 bytes$/x/p' "$T/s.err")
-  [ "$type" = x ] || fail "no HELLO traced: $(head -3 "$T/s.err")"
-  expect_grep "$T/r.err" "^receiver: msgrcv\(type 1\) HELLO seq 0 from $s_pid, 12 bytes$"
-  type=$(sed -nE 's/^sender: msgrcv\(type ([0-9]+)\) WELCOME seq 0, 12 bytes$/\1/p' "$T/s.err")
-  [ "${type:-0}" -ge 2 ] || fail "no WELCOME of the sender's type traced"
-  expect_grep "$T/r.err" "^receiver: msgrcv\(type 1\) DATA seq 2 from $s_pid, 4 bytes$"
-  expect_grep "$T/r.err" "^receiver: msgsnd\(type $type, IPC_NOWAIT\) ACK seq 2, 0 bytes$"
-  expect_grep "$T/s.err" "^sender: msgsnd\(type 1\) END seq 3, 16 bytes$"
-  expect_grep "$T/s.err" "^sender: msgrcv\(type $type\) TALLY seq 3, 16 bytes$"
+  expect_grep "$T/s.err" "^sender: msgsnd\(type 2\) HELLO, pid $s_pid, 16 bytes$"
+  expect_grep "$T/r.err" "^receiver: msgrcv\(type 2\) HELLO, pid $s_pid, 16 bytes$"
+  type=$(sed -nE "s/^sender: msgrcv\(type ([0-9]+)\) WELCOME, pid $s_pid, 16 bytes$/\1/p" "$T/s.err")
+  [ "${type:-0}" -ge 3 ] || fail "no WELCOME of the sender's type traced"
+  expect_grep "$T/r.err" "^receiver: msgrcv\(type 1\) DATA, pid $s_pid, 4 bytes$"
+  expect_grep "$T/r.err" "^receiver: msgsnd\(type $type\) ACK, pid $s_pid, 0 bytes$"
+  expect_grep "$T/s.err" "^sender: msgsnd\(type 1\) END, pid $s_pid, 16 bytes$"
+  expect_grep "$T/s.err" "^sender: msgrcv\(type $type\) TALLY, pid $s_pid, 16 bytes$"
 }
 
 # On a terminal (script(1) gives it one, and merges its stderr into the
@@ -414,15 +413,16 @@ t_demo_in_a_file() {
   expect_grep "$T/d.out" "^receiver: queue $KEY already exists"
   expect_grep "$T/d.out" '^\(exit status 1\)$'
   # 2: types; sync: each DATA's ACK before the next DATA; what was written.
-  expect_grep "$T/d.out" '^receiver: msgrcv\(type 1\) DATA seq 1 from [0-9]+, 6 bytes$'
-  awk '/^sender: msgrcv\(type [0-9]+\) ACK seq 1, 0 bytes$/ && !ack { ack = NR }
-       /^sender: msgsnd\(type 1\) DATA seq 2, 6 bytes$/ && !next_data { next_data = NR }
+  expect_grep "$T/d.out" '^receiver: msgrcv\(type 2\) HELLO, pid [0-9]+, 16 bytes$'
+  expect_grep "$T/d.out" '^receiver: msgrcv\(type 1\) DATA, pid [0-9]+, 6 bytes$'
+  awk '/^sender: msgrcv\(type [0-9]+\) ACK, pid [0-9]+, 0 bytes$/ && !ack { ack = NR }
+       /^sender: msgsnd\(type 1\) DATA, pid [0-9]+, 6 bytes$/ { data++; if (data == 2) next_data = NR }
        END { exit !(ack && ack < next_data) }' "$T/d.out" ||
-    fail "DATA 2 went before ACK 1: $(grep -n -m 4 -e 'ACK seq 1' -e 'DATA seq 2' "$T/d.out")"
+    fail "DATA 2 went before ACK 1: $(grep -n -m 4 -e 'ACK' -e 'DATA' "$T/d.out")"
   grep -A 2 '^\$ cat .*/received$' "$T/d.out" | tail -2 | tr '\n' ' ' | grep -qx 'hello again ' ||
     fail "the received file is not shown as hello, again"
   # 3: IPC_NOWAIT, then EAGAIN on a full queue (two messages), then blocking.
-  expect_grep "$T/d.out" '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA seq 1, [0-9]+ bytes$'
+  expect_grep "$T/d.out" '^sender: msgsnd\(type 1, IPC_NOWAIT\) DATA, pid [0-9]+, [0-9]+ bytes$'
   expect_grep "$T/d.out" '^sender: msgsnd: Resource temporarily unavailable \(EAGAIN\): the queue is full; from now on msgsnd waits$'
   expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +[1-9][0-9]{3,} +[1-9][0-9]* *$"
   expect_grep "$T/d.out" '^sender: done: 48894 bytes in [0-9]+ messages delivered$'
@@ -431,7 +431,7 @@ t_demo_in_a_file() {
   expect_grep "$T/d.out" "^$KEY +[0-9]+ +[^ ]+ +600 +30 +1 *$"
   expect_grep "$T/d.out" '^sender: msgrcv: Interrupted system call \(SIGINT\); 1 message \(14 bytes\) acknowledged$'
   expect_grep "$T/d.out" '^\(process [0-9]+ exited 130: 128 \+ 2, killed by SIGINT\)$'
-  expect_grep "$T/d.out" '^receiver: sender [0-9]+ was interrupted after 2 messages \(26 bytes\)$'
+  expect_grep "$T/d.out" '^receiver: sender [0-9]+ left after 2 messages \(26 bytes\): msgrcv: Interrupted system call \(SIGINT\)$'
   expect_grep "$T/d.out" "^sender: msgrcv: Identifier removed \(queue $KEY\); 0 messages \(0 bytes\) acknowledged$"
   expect_grep "$T/d.out" "^receiver: msgrcv: Identifier removed \(queue $KEY\)$"
   # 5: msgctl(IPC_RMID) after the BYE, then no queue in ipcs -q.

@@ -4,8 +4,9 @@
 // the product.
 //
 //   hostile KEY junk               malformed requests, and requests for no session
-//   hostile KEY hello VERSION      a HELLO of protocol VERSION; prints the reply's
-//                                  kind and data (waits at most 5 s)
+//   hostile KEY hello VERSION [TYPE]  a HELLO of protocol VERSION, with reply type
+//                                  TYPE (default 1000 + pid); without TYPE, prints
+//                                  the reply's kind and data (waits at most 5 s)
 //   hostile KEY qbytes N           lower the queue's msg_qbytes to N
 //   hostile KEY fill [TYPE]        fill the queue with messages of TYPE (42)
 //   hostile KEY squat [MODE]       create the queue under KEY, mode 0666 or MODE
@@ -38,29 +39,38 @@ void put(int id, long type, const std::string& text, bool quiet = false) {
 }
 
 std::string request(int32_t session, uint16_t kind, uint32_t len, const std::string& data = "") {
-    Header h = {session, kind, 0, 1, len};
+    Header h = {session, kind, 0, int32_t(getpid()), len};
     return std::string(reinterpret_cast<const char*>(&h), sizeof h) + data;
 }
 
 void junk(int id) {
-    put(id, kRequestType, "abc");
-    put(id, kRequestType, "");
-    put(id, kRequestType, request(77, kData, 8200, std::string(8200, 'x')), true);  // > 8192
-    put(id, kRequestType, request(77, kData, 500, "short"));
-    put(id, kRequestType, request(77, 99, 0));
-    put(id, kRequestType, request(77, kData, 4, "evil"));
-    put(id, kRequestType, request(77, kHello, 3, "abc"));
-    Hello h = {kProtocol, 0, pid_namespace()};
-    put(id, kRequestType, request(77, kHello, sizeof h, std::string(reinterpret_cast<char*>(&h), sizeof h)));
+    for (long type : {kSessionType, kNewcomerType}) {
+        put(id, type, "abc");
+        put(id, type, "");
+        if (type == kSessionType)  // > 8192; only one, as two may not fit the queue at once
+            put(id, type, request(77, kData, 8200, std::string(8200, 'x')), true);
+        put(id, type, request(77, kData, 500, "short"));
+        put(id, type, request(77, 99, 0));
+        put(id, type, request(77, kData, 4, "evil"));
+        put(id, type, request(77, kHello, 3, "abc"));
+    }
+    Hello h = {kProtocol, 0, pid_namespace(), 0};
+    put(id, kNewcomerType, request(77, kHello, sizeof h, std::string(reinterpret_cast<char*>(&h), sizeof h)));
 }
 
-int hello(int id, uint32_t version) {
-    Hello h = {version, int32_t(getpid()), pid_namespace()};
-    long type = 1000 + getpid();
-    put(id, kRequestType, request(int32_t(type), kHello, sizeof h, std::string(reinterpret_cast<char*>(&h), sizeof h)));
+// A HELLO of protocol version; with a given reply type, only sent.
+int hello(int id, uint32_t version, long type) {
+    Hello h = my_hello();
+    h.protocol = version;
+    bool wait = type == 0;
+    if (wait) type = 1000 + getpid();
+    put(id, kNewcomerType, request(int32_t(type), kHello, sizeof h, std::string(reinterpret_cast<char*>(&h), sizeof h)));
+    if (!wait) return 0;
     alarm(5);
     Message m;
     ssize_t n = msgrcv(id, &m, kTextSize, type, 0);
+    if (n < 0) return complain("msgrcv: %s", strerror(errno)), 1;
+    if (m.hdr.kind == kWait) n = msgrcv(id, &m, kTextSize, type, 0);  // then WELCOME or REFUSE
     if (n < 0) return complain("msgrcv: %s", strerror(errno)), 1;
     printf("%s: %.*s\n", kind_name(m.hdr.kind), int(m.hdr.len), m.data);
     return 0;
@@ -88,7 +98,7 @@ int main(int argc, char** argv) {
     if (what == "squat") return msgget(key, IPC_CREAT | IPC_EXCL | int(arg ? arg : 0666)) < 0;
     int id = queue_of(key);
     if (what == "junk") junk(id);
-    if (what == "hello") return hello(id, uint32_t(arg));
+    if (what == "hello") return hello(id, uint32_t(arg), argc > 4 ? long(atol(argv[4])) : 0);
     msqid_ds ds = {};
     if (msgctl(id, IPC_STAT, &ds) < 0) return complain("msgctl: %s", strerror(errno)), 1;
     if (what == "fill") {  // to the last byte, or a queue's worth if a reader takes them
