@@ -1,9 +1,7 @@
-// receiver.cpp - creates the queue, serves its senders one at a time in the
-// order they came (each sender's bytes go to standard output and are
-// acknowledged), and removes the queue when they have all finished.
-// main() is the lab: msgget(IPC_CREAT | IPC_EXCL) creates the queue,
-// Receiver::serve() reads a sender's requests (msgrcv) and replies to them
-// (msgsnd of the sender's type), msgctl(IPC_RMID) removes the queue.
+// receiver.cpp - creates the queue, serves its senders one at a time in the order they came,
+// writing each one's bytes to standard output, and removes the queue when they have all finished.
+// main() is the lab: msgget(IPC_CREAT | IPC_EXCL), then serve() each sender (msgrcv its requests,
+// msgsnd the replies of its type), then msgctl(IPC_RMID).
 #include <new>
 #include <vector>
 
@@ -63,7 +61,7 @@ Options parse_options(int argc, char** argv) {
         case 'v': g_verbose = true; break;
         case 'h': usage(); exit_after_printing();
         case 'V': printf("receiver (msgq-pair) %s\n", kVersion); exit_after_printing();
-        default: bad_option(c, argc, argv, longopts);
+        default: bad_option(c, argv, longopts);
         }
     }
     if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
@@ -71,9 +69,8 @@ Options parse_options(int argc, char** argv) {
     return o;
 }
 
-// msgget with IPC_CREAT | IPC_EXCL: a new queue, never one already there. If
-// the key is taken (EEXIST), says whose queue it is and what to do, and exits:
-// there is no queue of ours to remove.
+// msgget with IPC_CREAT | IPC_EXCL: a new queue, never one already there. If the key is taken
+// (EEXIST), says whose queue it is and what to do, and exits: there is no queue of ours to remove.
 int create_queue(const Options& o) {
     int q = msgget(o.key, IPC_CREAT | IPC_EXCL | o.mode);
     if (q >= 0) return q;
@@ -83,28 +80,23 @@ int create_queue(const Options& o) {
     if (old >= 0 && msgctl(old, IPC_STAT, &ds) == 0 && foreign_uid(ds.msg_perm) != kNoUid)
         complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key,
                  unsigned(foreign_uid(ds.msg_perm)));
-    else if (old >= 0 && errno != EACCES)
-        complain("queue 0x%08x already exists: another receiver uses it, or a killed one left"
-                 " it; if none runs, remove it with 'ipcrm -Q 0x%08x'", key, key);
-    else if (errno == EACCES)  // msgget or IPC_STAT: it may not even be read
+    else if (errno == EACCES)  // msgget or IPC_STAT: we may not even read it
         complain("queue 0x%08x belongs to another user; not touching it (use another --key)", key);
-    else
-        complain("msgget: %s (queue 0x%08x)", strerror(errno), key);
+    else if (old >= 0)
+        complain(
+            "queue 0x%08x already exists: another receiver uses it, or a killed one left"
+            " it; if none runs, remove it with 'ipcrm -Q 0x%08x'",
+            key, key);
+    else complain("msgget: %s (queue 0x%08x)", strerror(errno), key);
     exit(1);
 }
 
-// A sender that sent HELLO and waits for its turn.
-struct Newcomer {
-    Hello sender;  // its pid, and its start time to tell it from a later process
-    long type;     // its reply type
-    bool told;     // its WAIT was sent
-};
-
-// The sender being served.
+// A sender that said HELLO: in line for its turn, then served.
 struct Session {
-    Hello sender;
-    long type;
-    Tally written = {};  // what we wrote of its DATA
+    Hello sender;        // its pid, and its start time to tell it from a later process
+    long type;           // its reply type
+    bool told = false;   // in line: its WAIT went
+    Tally written = {};  // served: what we wrote of its DATA
     bool ended = false;  // its END came, and its TALLY went
     bool clean = true;   // its END's tally was ours
     bool gone = false;   // the once-a-second look found it dead
@@ -112,60 +104,49 @@ struct Session {
 
 class Receiver {
 public:
-    // The line of newcomers has room for --senders from the start: memory runs
-    // out here, before any sender is welcomed, if it does.
+    // The line has room for --senders from the start: if memory runs out, it is here, before any
+    // sender is welcomed.
     Receiver(int q, const Options& o) : q_(q), opt_(o) { line_.reserve(o.senders); }
 
-    // The first sender in line that still lives, or else the next to say HELLO.
-    // Newcomers' messages are taken first: one in line may have left (BYE).
-    // One that died while it waited is said, and forgotten.
-    Newcomer next_sender() {
-        Message m;
-        for (;;) {
+    // The first sender in line that still lives, or else the next to say HELLO. Newcomers'
+    // messages are taken first: one in line may have left (BYE).
+    Session next_sender() {
+        for (Message m;; receive(m, 0, 0)) {  // no session: a HELLO gets in line
             take_newcomers();
             while (!line_.empty()) {
-                Newcomer n = line_.front();
+                Session s = line_.front();
                 line_.erase(line_.begin());
-                if (alive(n.sender)) return n;
-                complain("sender %d died while it waited its turn", int(n.sender.pid));
+                if (alive(s.sender)) return s;
+                complain("sender %d died while it waited its turn", int(s.sender.pid));
             }
-            receive(m, 0, 0);  // no session: a HELLO gets in line
         }
     }
 
-    // Serves one sender from WELCOME to its BYE, or to its death once all it
-    // sent is handled. Whether it finished cleanly, with equal tallies.
-    bool serve(const Newcomer& n) {
-        Session s = {n.sender, n.type};
+    // Serves one sender from WELCOME to its BYE, or to its death once all it sent is handled.
+    // Whether it finished cleanly, with equal tallies.
+    bool serve(Session s) {
         serving_ = s.type;
         ++begun_;
         reply(s, kWelcome, &me_, sizeof me_);
         note("sender %d connected", int(s.sender.pid));
-        Message m;
-        for (;;) {
+        for (Message m;;) {
             ssize_t got = receive(m, s.type, s.gone ? IPC_NOWAIT : 0);
             if (got == kNothing) return finish(s, nullptr);  // it is gone, its requests done
-            if (got == kOther)
-                look(s);
-            else if (m.hdr.kind == kData)
-                data(s, m);
-            else if (m.hdr.kind == kEnd)
-                end(s, m);
-            else if (m.hdr.kind == kBye)
-                return finish(s, &m);
-            else
-                complain("ignoring %s from sender %d", kind_name(m.hdr.kind), int(s.sender.pid));
+            if (got == kOther) look(s);
+            else if (m.hdr.kind == kData) data(s, m);
+            else if (m.hdr.kind == kEnd) end(s, m);
+            else if (m.hdr.kind == kBye) return finish(s, &m);
+            else complain("ignoring %s from sender %d", kind_name(m.hdr.kind), int(m.hdr.pid));
         }
     }
 
 private:
-    static constexpr ssize_t kNothing = -1;  // receive(): with IPC_NOWAIT, no request waits
-    static constexpr ssize_t kOther = -2;    // receive(): the tick, or another's message handled
+    static constexpr ssize_t kNothing = -1;  // receive(): with IPC_NOWAIT, nothing waits
+    static constexpr ssize_t kOther = -2;    // receive(): the tick, or a newcomer's message
 
-    // One request. msgtyp -2 takes the lowest type first: the session's (type
-    // 1) before the newcomers' (type 2). Returns the size of a request of the
-    // session whose reply type is `session`; a newcomer's message is handled
-    // here (kOther), as is junk.
+    // One request, with msgtyp -2: the lowest type first, so the session's (1) before the
+    // newcomers' (2). Returns the size of a request of session (a reply type); a newcomer's
+    // message, or junk, is dealt with here.
     ssize_t receive(Message& m, long session, int flags) {
         answer_newcomers();
         stop_if_signalled();
@@ -179,9 +160,8 @@ private:
         return kOther;
     }
 
-    // A message not of the session in progress: a HELLO, a BYE from a sender
-    // in line (it gave up: it is forgotten), or junk. One too big for us was
-    // cut by MSG_NOERROR, and so is malformed.
+    // A HELLO, a BYE from a sender in line (it gave up, and is forgotten), or junk. A message too
+    // big for us was cut by MSG_NOERROR: malformed.
     void newcomer_message(const Message& m, ssize_t n) {
         if (!well_formed(m, n)) return complain("ignoring a malformed message (%zd bytes)", n);
         if (m.hdr.kind == kHello) return hello(m);
@@ -196,75 +176,65 @@ private:
                  kind_name(m.hdr.kind), int(m.hdr.pid), long(m.hdr.session));
     }
 
-    // A HELLO gets the sender in line, or is refused: one of another protocol;
-    // one in another PID namespace, whose pid names another process here (its
-    // death could not be seen); one whose reply type is in use; one beyond
-    // --senders. WAIT and REFUSE go with IPC_NOWAIT: see answer_newcomers().
+    // A HELLO gets its sender in line, unless it is refused: another protocol; another PID
+    // namespace, where its pid names another process (we could not see it die); a reply type in
+    // use; more than --senders.
     void hello(const Message& m) {
-        Hello h;
-        memcpy(&h, m.data, sizeof h);
-        long type = m.hdr.session;
-        if (type < kFirstReplyType || h.pid <= 0 || h.pid != m.hdr.pid)
-            return complain("ignoring a HELLO with reply type %ld, pid %d", type, int(h.pid));
+        Session s = {};
+        memcpy(&s.sender, m.data, sizeof s.sender);
+        s.type = m.hdr.session;
+        if (s.type < kFirstReplyType || s.sender.pid <= 0 || s.sender.pid != m.hdr.pid)
+            return complain("ignoring a HELLO with reply type %ld, pid %d", s.type,
+                            int(s.sender.pid));
         char why[64] = "";
-        if (h.protocol != kProtocol)
-            snprintf(why, sizeof why, "it speaks protocol %u, this receiver %u", h.protocol,
+        if (s.sender.protocol != kProtocol)
+            snprintf(why, sizeof why, "it speaks protocol %u, this receiver %u", s.sender.protocol,
                      kProtocol);
-        else if (h.pid_ns != me_.pid_ns)
+        else if (s.sender.pid_ns != me_.pid_ns)
             snprintf(why, sizeof why, "it runs in another PID namespace");
-        else if (in_use(type))
-            snprintf(why, sizeof why, "its reply type is another sender's");
+        else if (in_use(s.type)) snprintf(why, sizeof why, "its reply type is another sender's");
         else if (begun_ + line_.size() >= opt_.senders)
             snprintf(why, sizeof why, "it serves no more senders");
-        if (why[0] == '\0') return line_.push_back(Newcomer{h, type, false});
-        complain("refusing sender %d: %s", int(h.pid), why);
-        if (!tell(type, h.pid, kRefuse, why, strlen(why)))
+        if (why[0] == '\0') return line_.push_back(s);
+        complain("refusing sender %d: %s", int(s.sender.pid), why);
+        if (!send_reply(s, kRefuse, why, strlen(why), 0, IPC_NOWAIT))
             complain("the queue is full: sender %d is not told, and gives up after --wait",
-                     int(h.pid));
+                     int(s.sender.pid));
     }
 
-    // Each sender in line hears WAIT once, with our pid, so that it can watch
-    // us. With IPC_NOWAIT: a reply that waited for room in a queue full of
-    // HELLOs would wait for ever, as only we take them out. What does not fit
-    // now is sent before a later msgrcv.
+    // Each sender in line hears WAIT once, with our pid, so that it can watch us. With IPC_NOWAIT,
+    // as only we take HELLOs out: waiting for room in a queue full of them would never end. What
+    // does not fit now goes before a later msgrcv.
     void answer_newcomers() {
-        for (Newcomer& n : line_)
-            if (!n.told && !(n.told = tell(n.type, n.sender.pid, kWait, &me_, sizeof me_))) return;
+        for (Session& s : line_)
+            if (!s.told && !(s.told = send_reply(s, kWait, &me_, sizeof me_, 0, IPC_NOWAIT)))
+                return;
     }
 
-    Message make_reply(long type, pid_t pid, uint16_t kind, const void* p, size_t n,
-                       uint16_t flags) const {
+    // A reply to sender s, with msgsnd's flags. Whether it went: not if EAGAIN (IPC_NOWAIT in a
+    // full queue) or EINTR (a signal) ended msgsnd.
+    bool send_reply(const Session& s, uint16_t kind, const void* p, size_t n, uint16_t flags,
+                    int msgflg) {
         Message r;  // not zeroed: only the header and n bytes travel
-        r.mtype = type;
-        r.hdr = Header{int32_t(type), kind, flags, int32_t(pid), uint32_t(n)};
+        r.mtype = s.type;
+        r.hdr = Header{int32_t(s.type), kind, flags, s.sender.pid, uint32_t(n)};
         if (n > 0) memcpy(r.data, p, n);
-        return r;
-    }
-
-    // A reply to a newcomer, if the queue has room for it now. Whether it went.
-    bool tell(long type, pid_t pid, uint16_t kind, const void* p, size_t n) {
-        Message r = make_reply(type, pid, kind, p, n, 0);
-        if (msgsnd(q_, &r, sizeof(Header) + n, IPC_NOWAIT) == 0) return trace("msgsnd", r, IPC_NOWAIT), true;
+        if (msgsnd(q_, &r, sizeof(Header) + n, msgflg) == 0)
+            return trace("msgsnd", r, msgflg), true;
         if (errno != EAGAIN && errno != EINTR) queue_failed("msgsnd", q_, opt_.key);
         return false;
     }
 
-    // A reply to the sender being served. If the queue is full, newcomers'
-    // HELLOs are taken out to make room (they are answered later): they would
-    // never leave it while we wait. Otherwise msgsnd waits for a sender to
-    // read its replies, and the tick looks at ours, and whether the reply still
-    // fits (msg_qbytes may shrink). A dead sender gets no reply.
+    // A reply to the sender being served. In a full queue, newcomers' HELLOs are taken out to make
+    // room (they are answered later); else msgsnd waits for senders to read their replies, and
+    // each tick looks at ours, and whether the reply still fits (msg_qbytes may shrink). A dead
+    // sender gets no reply.
     void reply(Session& s, uint16_t kind, const void* p, size_t n, uint16_t flags = 0) {
-        Message r = make_reply(s.type, s.sender.pid, kind, p, n, flags);
-        trace("msgsnd", r);
-        for (int nowait = IPC_NOWAIT;;) {
-            stop_if_signalled();
-            if (msgsnd(q_, &r, sizeof(Header) + n, nowait) == 0) return;
+        for (int msgflg = IPC_NOWAIT; !send_reply(s, kind, p, n, flags, msgflg);) {
             if (errno == EAGAIN) {
-                nowait = take_newcomers() ? IPC_NOWAIT : 0;
+                msgflg = take_newcomers() ? IPC_NOWAIT : 0;
                 continue;
             }
-            if (errno != EINTR) queue_failed("msgsnd", q_, opt_.key);
             after_eintr("msgsnd");
             check_fits(q_, opt_.key, sizeof(Header) + n);
             look(s);
@@ -272,30 +242,28 @@ private:
         }
     }
 
-    // Takes newcomers' messages (type 2) out of the queue. Whether there were any.
+    // Takes the newcomers' messages (type 2) out of the queue. Whether there were any.
     bool take_newcomers() {
         Message m;
-        bool took = false;
         ssize_t n;
-        while ((n = msgrcv(q_, &m, kTextSize, kNewcomerType, IPC_NOWAIT | MSG_NOERROR)) >= 0) {
+        bool took = false;
+        for (; (n = msgrcv(q_, &m, kTextSize, kNewcomerType, IPC_NOWAIT | MSG_NOERROR)) >= 0;
+             took = true) {
             trace("msgrcv", m, IPC_NOWAIT);
             newcomer_message(m, n);
-            took = true;
         }
         return took;
     }
 
-    // DATA: its bytes go to stdout at once. A sync DATA is then acknowledged,
-    // so that an ACK means written; in chat mode the ACK carries a reply line.
+    // DATA goes to stdout at once. A sync DATA is then acknowledged, so that an ACK means written;
+    // in chat mode the ACK carries a reply line.
     void data(Session& s, const Message& m) {
         write_all(STDOUT_FILENO, m.data, m.hdr.len);
         s.written.bytes += m.hdr.len;
         s.written.messages++;
         if (m.hdr.flags & kNoAck) return;
-        if (opt_.reply && !(m.hdr.flags & kMore))
-            chat_reply(s);
-        else
-            reply(s, kAck, nullptr, 0);
+        if (opt_.reply && !(m.hdr.flags & kMore)) return chat_reply(s);
+        reply(s, kAck, nullptr, 0);
     }
 
     // END carries the sender's tally, which must be ours; TALLY answers it.
@@ -303,23 +271,23 @@ private:
         Tally sent;
         memcpy(&sent, m.data, sizeof sent);
         s.ended = true;
-        if (sent != s.written) {  // the sender says by how much
+        s.clean = sent == s.written;
+        if (!s.clean)  // the sender says by how much
             complain("sender %d: its END's tally is not what was written", int(s.sender.pid));
-            s.clean = false;
-        }
         reply(s, kTally, &s.written, sizeof s.written);
     }
 
-    // Chat: the ACK carries a line of our stdin, in as many ACKs as it takes
-    // (MORE on all but the last); once stdin has ended, an empty one. While the
-    // user types, the tick looks at the queue and at the sender.
+    // Chat: the ACK carries a line of our stdin, in as many ACKs as it takes (MORE on all but the
+    // last); once stdin has ended, an empty one. While the user types, each tick looks at the
+    // queue and at the sender.
     void chat_reply(Session& s) {
         bool prompt = isatty(STDIN_FILENO) && !g_quiet && !stdin_ended_;
         if (prompt) fprintf(stderr, "reply to %d> ", int(s.sender.pid));
         for (bool more = true; more;) {
-            const char* limit;  // the data a reply may carry now, at least 1 byte, so
+            // What a reply may carry now; at least 1 byte, so that reply() says if none fits.
+            const char* limit;
             long room = message_limit(q_, opt_.key, &limit) - long(sizeof(Header));
-            if (s.gone) return;       // that a queue too small for any is told by reply()
+            if (s.gone) return;
             const char* p = nullptr;
             ssize_t n = stdin_ended_ ? 0 : in_.next(room > 0 ? size_t(room) : 1, &p);
             if (n < 0) {  // the tick
@@ -336,21 +304,20 @@ private:
         }
     }
 
-    // The once-a-second look at the sender being served: is it still there
-    // (not dead, not a zombie, its pid not another process's)?
+    // The once-a-second look at the sender being served: is it still there (not dead, not a
+    // zombie, its pid not another process's)?
     void look(Session& s) {
         if (!g_tick) return;
         g_tick = 0;
         s.gone = !alive(s.sender);
     }
 
-    // The session is over: by its BYE (bye), else by its death. Says how, and
-    // takes out the replies it will never read. Whether it finished cleanly.
+    // The session is over, by its BYE (bye) or its death: says how, and takes out the replies it
+    // will never read. Whether it finished cleanly.
     bool finish(const Session& s, const Message* bye) {
         serving_ = 0;
         Message m;
-        while (msgrcv(q_, &m, kTextSize, s.type, IPC_NOWAIT | MSG_NOERROR) >= 0) {
-        }
+        while (msgrcv(q_, &m, kTextSize, s.type, IPC_NOWAIT | MSG_NOERROR) >= 0) {}
         int pid = int(s.sender.pid);
         unsigned long long n = s.written.messages, bytes = s.written.bytes;
         if (bye != nullptr && s.ended && bye->hdr.len == 0) {
@@ -358,43 +325,41 @@ private:
                  plural(n));
             return s.clean;
         }
-        if (bye != nullptr)
-            complain("sender %d left after %llu message%s (%llu byte%s): %.*s", pid, n, plural(n),
-                     bytes, plural(bytes), int(bye->hdr.len), bye->hdr.len ? bye->data : "no reason given");
-        else
-            complain("sender %d %s after %llu message%s (%llu byte%s)", pid,
-                     s.ended ? "ended without a BYE" : "died", n, plural(n), bytes, plural(bytes));
+        char count[64];
+        snprintf(count, sizeof count, "%llu message%s (%llu byte%s)", n, plural(n), bytes,
+                 plural(bytes));
+        if (bye == nullptr)
+            complain("sender %d %s after %s", pid, s.ended ? "ended without a BYE" : "died", count);
+        else complain("sender %d left after %s: %.*s", pid, count, int(bye->hdr.len), bye->data);
         return false;
     }
 
     bool in_use(long type) const {
-        if (type == serving_) return true;
-        for (const Newcomer& n : line_)
-            if (n.type == type) return true;
-        return false;
+        for (const Session& s : line_)
+            if (s.type == type) return true;
+        return type == serving_;
     }
 
     const int q_;
     const Options& opt_;
-    const Hello me_ = my_hello();   // in WAIT and WELCOME
-    std::vector<Newcomer> line_;    // senders waiting their turn, in the order they came
-    unsigned begun_ = 0;            // sessions begun: with line_, at most --senders
-    long serving_ = 0;              // the reply type of the sender being served, or 0
-    bool stdin_ended_ = false;      // chat: no more reply lines
-    LineReader in_{STDIN_FILENO};   // chat: the reply lines
+    const Hello me_ = my_hello();  // in WAIT and WELCOME
+    std::vector<Session> line_;    // senders waiting their turn, in the order they came
+    unsigned begun_ = 0;           // sessions begun: with line_, at most --senders
+    long serving_ = 0;             // the reply type of the sender being served, or 0
+    bool stdin_ended_ = false;     // chat: no more reply lines
+    LineReader in_{STDIN_FILENO};  // chat: the reply lines
 };
 
-// The one place the queue is removed. EIDRM: someone removed it first (the
-// error that told us is said). False if it could not be removed.
+// The one place the queue is removed. EIDRM: someone removed it first, and the error that told us
+// was said. False if it could not be removed.
 bool remove_queue(int q, key_t key) {
     if (msgctl(q, IPC_RMID, nullptr) == 0) {
         note("msgctl(%d, IPC_RMID): queue 0x%08x removed", q, unsigned(key));
         return true;
     }
     int e = queue_errno(q);
-    if (e == EIDRM) return true;
-    complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(key));
-    return false;
+    if (e != EIDRM) complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(key));
+    return e == EIDRM;
 }
 
 }  // namespace
@@ -410,7 +375,7 @@ int main(int argc, char** argv) {
         note("msgget(0x%08x, IPC_CREAT | IPC_EXCL | %04o): queue id %d; waiting for %u sender%s",
              unsigned(opt.key), unsigned(opt.mode), q, opt.senders, plural(opt.senders));
         Receiver r(q, opt);
-        for (unsigned i = 0; i < opt.senders; ++i)  // one at a time, in the order they came:
+        for (unsigned i = 0; i < opt.senders; ++i)      // one at a time, in the order they came:
             clean = r.serve(r.next_sender()) && clean;  // WELCOME, DATA/ACK..., END/TALLY, BYE
     } catch (const Fatal& f) {
         complain("%s", f.line);

@@ -1,7 +1,7 @@
-// sender.cpp - sends its arguments, or else its standard input, line by line
-// through the receiver's queue, and exits 0 only when the receiver reports that
-// it wrote exactly what was sent. It opens the queue (msgget), sends requests
-// (msgsnd) and reads the replies of the type it drew for itself (msgrcv).
+// sender.cpp - sends its arguments, or else its standard input, line by line through the receiver's
+// queue, and exits 0 only when the receiver reports that it wrote exactly what was sent. It opens
+// the queue (msgget), sends requests (msgsnd) and reads the replies of the type it drew for itself
+// (msgrcv).
 #include <algorithm>
 #include <new>
 #include <string>
@@ -56,7 +56,7 @@ Options parse_options(int argc, char** argv) {
         case 'v': g_verbose = true; break;
         case 'h': usage(); exit_after_printing();
         case 'V': printf("sender (msgq-pair) %s\n", kVersion); exit_after_printing();
-        default: bad_option(c, argc, argv, longopts);
+        default: bad_option(c, argv, longopts);
         }
     }
     o.messages = argv + optind;
@@ -67,10 +67,9 @@ class Sender {
 public:
     explicit Sender(const Options& o) : opt_(o), deadline_(monotonic_seconds() + double(o.wait)) {}
 
-    // Either program may start first: wait, within --wait, for the receiver to
-    // create the queue (nothing tells when one appears: look every 50 ms). Use
-    // it only if our uid owns and created it: anyone may create a queue under
-    // our key first, with mode 0666, to read what we send.
+    // Either program may start first: wait, within --wait, for the receiver to create the queue
+    // (nothing tells when one appears: look every 50 ms). Use it only if our uid owns and created
+    // it: anyone may create a queue under our key first, with mode 0666, to read what we send.
     void open_queue() {
         for (bool said = false; (q_ = msgget(opt_.key, 0)) < 0; said = true) {
             if (errno != ENOENT) fail("msgget: %s (queue 0x%08x)", strerror(errno), key());
@@ -88,13 +87,12 @@ public:
             fail("queue 0x%08x belongs to uid %u, not to you; refusing to send to it", key(),
                  unsigned(uid));
         check_fits(q_, opt_.key, kMinText);
-        const char* limit;
+        const char* limit;  // each DATA as large as the queue takes
         chunk_ = size_t(message_limit(q_, opt_.key, &limit)) - sizeof(Header);
     }
 
-    // HELLO (type 2) says who we are and which reply type we drew at random.
-    // The answer comes with that type: WELCOME, or first WAIT while the
-    // receiver serves another sender, or REFUSE.
+    // HELLO (type 2) says who we are and which reply type we drew at random. The answer comes with
+    // that type: WELCOME, or first WAIT while the receiver serves another sender, or REFUSE.
     void hello() {
         uint32_t r;
         if (getentropy(&r, sizeof r) < 0) fail("getentropy: %s", strerror(errno));
@@ -104,13 +102,13 @@ public:
         Message welcome;
         await(welcome, kWelcome);
         memcpy(&receiver_, welcome.data, sizeof receiver_);
-        request_type_ = kSessionType;
+        request_type_ = kSessionType;  // our requests now go before newcomers' HELLOs
         note("connected to receiver %d", int(receiver_.pid));
         if (interactive_ && *opt_.messages == nullptr) note("type lines to send; Ctrl-D ends");
     }
 
-    // Each argument is a line; without arguments, standard input is read. A
-    // line longer than a message goes in several DATA.
+    // Each argument is a line; without arguments, standard input is read. A line longer than a
+    // message goes in several DATA.
     void send_input() {
         for (char** arg = opt_.messages; *arg != nullptr; ++arg) {
             std::string line = std::string(*arg) + '\n';
@@ -127,8 +125,8 @@ public:
         }
     }
 
-    // END carries our tally; the receiver's TALLY must match it. BYE says we
-    // have read it, so that the receiver may go on to the next sender.
+    // END carries our tally; the receiver's TALLY must match it. BYE says we have read it, so that
+    // the receiver may go on to the next sender.
     void end() {
         Message tally;
         Tally written;
@@ -138,33 +136,36 @@ public:
         send(kBye, 0, nullptr, 0);
         said_bye_ = true;
         unsigned long long bytes = sent_.bytes, n = sent_.messages;
-        if (written != sent_)
+        if (!(written == sent_))
             fail("the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu were sent",
                  (unsigned long long)written.bytes, (unsigned long long)written.messages, bytes, n);
         note("done: %llu byte%s in %llu message%s delivered", bytes, plural(bytes), n, plural(n));
     }
 
-    // An error ended the run: says it, with what the receiver had confirmed,
-    // and tells the receiver why in a BYE, so that it can say so and go on.
-    // IPC_NOWAIT: in a full queue the receiver finds us gone instead.
+    // An error ended the run: says it, with what the receiver had confirmed, and tells the receiver
+    // why in a BYE, so that it can say so and go on. IPC_NOWAIT: in a full queue the receiver finds
+    // us gone instead.
     void leave(const char* why) {
         const Tally& t = opt_.async ? sent_ : acked_;
         unsigned long long n = t.messages, bytes = t.bytes;
         if (request_type_ != kSessionType)  // not welcomed: nothing was sent yet
             complain("%s", why);
         else
-            complain("%s; %llu message%s (%llu byte%s) %s", why, n, plural(n), bytes,
-                     plural(bytes), opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
+            complain("%s; %llu message%s (%llu byte%s) %s", why, n, plural(n), bytes, plural(bytes),
+                     opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
         if (type_ == 0 || said_bye_) return;  // the receiver never heard of us, or is done
-        Message m = request(kBye, 0, why, strlen(why));
-        if (msgsnd(q_, &m, sizeof(Header) + m.hdr.len, IPC_NOWAIT) == 0) trace("msgsnd", m, IPC_NOWAIT);
+        Message m = {
+            request_type_, {int32_t(type_), kBye, 0, int32_t(getpid()), uint32_t(strlen(why))}, {}};
+        memcpy(m.data, why, m.hdr.len);
+        if (msgsnd(q_, &m, sizeof(Header) + m.hdr.len, IPC_NOWAIT) == 0)
+            trace("msgsnd", m, IPC_NOWAIT);
     }
 
 private:
     unsigned key() const { return unsigned(opt_.key); }
 
-    // One DATA, flagged MORE if it does not end its line. Sync: then its ACK,
-    // whose data (a chat reply, in as many ACKs as it takes) goes to stdout.
+    // One DATA, flagged MORE if it does not end its line. Sync: then its ACK, whose data (a chat
+    // reply, in as many ACKs as it takes) goes to stdout.
     void send_data(const char* p, size_t n) {
         uint16_t flags = (p[n - 1] == '\n' ? 0 : kMore) | (opt_.async ? kNoAck : 0);
         send(kData, flags, p, n);
@@ -182,26 +183,23 @@ private:
                  plural(n));
     }
 
-    Message request(uint16_t kind, uint16_t flags, const void* data, size_t n) const {
+    // Sends a request. Async DATA goes with IPC_NOWAIT: msgsnd returns at once, with EAGAIN if the
+    // queue is full. Nothing is dropped: msgsnd then waits for room, and does so from then on (an
+    // offer refused is a copy wasted).
+    void send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
         Message m;  // not zeroed: only the header and n bytes travel
         m.mtype = request_type_;
         m.hdr = Header{int32_t(type_), kind, flags, int32_t(getpid()), uint32_t(n)};
         if (n > 0) memcpy(m.data, data, n);
-        return m;
-    }
-
-    // Sends a request. Async DATA goes with IPC_NOWAIT: msgsnd returns at once,
-    // with EAGAIN if the queue is full. Nothing is dropped: msgsnd then waits
-    // for room, and does so from then on (an offer refused is a copy wasted).
-    void send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
-        Message m = request(kind, flags, data, n);
         int nowait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
         trace("msgsnd", m, nowait);
         for (;;) {
             stop_if_signalled();
             if (msgsnd(q_, &m, sizeof(Header) + n, nowait) == 0) return;
             if (errno == EAGAIN && nowait) {
-                if (g_verbose) complain("msgsnd: %s (EAGAIN): the queue is full; from now on msgsnd waits", strerror(EAGAIN));
+                if (g_verbose)
+                    complain("msgsnd: %s (EAGAIN): the queue is full; from now on msgsnd waits",
+                             strerror(EAGAIN));
                 queue_full_ = true;
                 nowait = 0;
                 trace("msgsnd", m, nowait);  // the same message, now waiting for room
@@ -214,9 +212,8 @@ private:
         }
     }
 
-    // Waits for the reply of this kind. A REFUSE ends the run; a WAIT, while
-    // we wait for WELCOME, says whose turn it is. Replies for another pid (a
-    // newcomer that drew our type) are not ours.
+    // Waits for the reply of this kind. A REFUSE ends the run. A WAIT, before WELCOME, says another
+    // sender goes first. A reply for another pid (a newcomer that drew our type) is not ours.
     void await(Message& m, uint16_t kind) {
         for (;;) {
             stop_if_signalled();
@@ -232,24 +229,20 @@ private:
             if (ours && m.hdr.kind == kRefuse)
                 fail("the receiver refused: %.*s", int(m.hdr.len), m.data);
             if (ours && m.hdr.kind == kind) return;
-            if (ours && m.hdr.kind == kWait && kind == kWelcome)
-                wait_turn(m);
-            else
+            if (ours && m.hdr.kind == kWait && kind == kWelcome) {  // we wait as long as it lives
+                memcpy(&receiver_, m.data, sizeof receiver_);
+                note("waiting for the receiver (pid %d): it serves another sender",
+                     int(receiver_.pid));
+            } else {
                 complain("ignoring a reply that is no %s for pid %d (%zd bytes)", kind_name(kind),
                          int(getpid()), n);
+            }
         }
     }
 
-    // WAIT: the receiver serves another sender first. We wait as long as it
-    // lives, so --wait no longer counts.
-    void wait_turn(const Message& m) {
-        memcpy(&receiver_, m.data, sizeof receiver_);
-        note("waiting for the receiver (pid %d): it serves another sender", int(receiver_.pid));
-    }
-
-    // The once-a-second look while a call waits. Before any answer, --wait
-    // bounds the wait; after one, the receiver must live and the queue exist,
-    // and still take the message we wait to send (pending bytes; 0: none).
+    // The once-a-second look while a call waits. Before any answer, --wait bounds the wait; after
+    // one, the receiver must live and the queue exist, and still take the message we wait to send
+    // (pending bytes; 0: none).
     void look(size_t pending) {
         if (!g_tick) return;
         g_tick = 0;
@@ -262,13 +255,13 @@ private:
 
     const Options& opt_;
     const bool interactive_ = isatty(STDIN_FILENO) && !g_quiet;  // prompt, confirm each line
-    const double deadline_;          // monotonic seconds: --wait is over after it
-    int q_ = -1;                     // the queue id
-    long type_ = 0;                  // our reply type, drawn at random; 0 before HELLO
+    const double deadline_;              // monotonic seconds: --wait is over after it
+    int q_ = -1;                         // the queue id
+    long type_ = 0;                      // our reply type, drawn at random; 0 before HELLO
     long request_type_ = kNewcomerType;  // kSessionType from WELCOME on
-    Hello receiver_ = {};            // from its WAIT or WELCOME; pid 0 before
-    size_t chunk_ = 0;               // data bytes per message: what the queue takes, less the header
-    bool queue_full_ = false;        // an async msgsnd met a full queue
+    Hello receiver_ = {};                // from its WAIT or WELCOME; pid 0 before
+    size_t chunk_ = 0;         // data bytes per message: what the queue takes, less the header
+    bool queue_full_ = false;  // an async msgsnd met a full queue
     bool said_bye_ = false;
     Tally sent_ = {};   // what we sent
     Tally acked_ = {};  // what the receiver acknowledged
