@@ -33,8 +33,9 @@ inline key_t default_key() {
 // Message types (msgtyp in msgrcv(2)). The receiver reads with msgtyp -2, the lowest type first:
 // the sender being served before newcomers. Each sender draws a reply type of its own at random,
 // and only it reads that type.
-inline constexpr long kSessionType = 1;   // requests of the sender being served
-inline constexpr long kNewcomerType = 2;  // HELLO, and BYE from a sender still waiting
+inline constexpr long kSessionType = 1;     // requests of the sender being served
+inline constexpr long kNewcomerType = 2;    // HELLO, and BYE from a sender still waiting
+inline constexpr long kRequestsFirst = -2;  // the receiver's msgtyp: types 1 and 2, 1 first
 inline constexpr long kFirstReplyType = 3, kLastReplyType = 0x7fffffff;  // a 32-bit long
 
 enum Kind : uint16_t {
@@ -160,16 +161,16 @@ inline void trace(const char* call, const Message& m, int flags = 0) {
     exit(2);
 }
 
-// getopt_long's '?' (unknown option) or ':' (missing argument): opterr is 0, so we say it. The
-// option is named from optopt (its letter, or a long option's val), not from argv[optind - 1]:
-// after a missing argument POSIX lets optind pass argc, as musl does.
+// getopt_long found a bad option; opterr is 0, so we say it. optopt is the option's letter (or a
+// long option's val), or 0 for an unknown long option: the argument getopt has just read. We do
+// not read argv[optind - 1] otherwise: after a missing argument, optind may pass argc (musl).
 [[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
-    for (const option* o = longopts; o->name != nullptr && optopt != 0; ++o)
-        if (o->val == optopt)  // for c == '?': "--async=yes"
-            usage_error("option '--%s' (-%c) %s", o->name, optopt,
-                        c == ':' ? "needs an argument" : "takes no argument");
-    if (optopt != 0) usage_error("unknown option '-%c'", optopt);
-    usage_error("unknown option '%s'", argv[optind - 1]);  // a long one: optind is in argv
+    const option* o = longopts;
+    while (o->name != nullptr && (optopt == 0 || o->val != optopt)) ++o;
+    if (o->name == nullptr && optopt != 0) usage_error("unknown option '-%c'", optopt);
+    if (o->name == nullptr) usage_error("unknown option '%s'", argv[optind - 1]);
+    if (c == ':') usage_error("option '--%s' (-%c) needs an argument", o->name, optopt);
+    usage_error("option '--%s' (-%c) takes no argument", o->name, optopt);  // "--async=yes"
 }
 
 // A number in lo..hi, all of s, checked as TLPI's getLong does. Base 0 takes decimal, 0x hex and 0
@@ -380,39 +381,55 @@ inline bool close_stdout() {
     return false;
 }
 
-// Reads fd 64 KiB at a time and hands out pieces of at most max bytes, ending at a newline if one
-// comes in time: a longer line is split, never cut. A piece is one line, or with whole_lines all
-// the whole lines that came.
+// Reads fd 64 KiB at a time and hands out pieces of at most max bytes that end with a newline:
+// one line, or with whole_lines all the whole lines that came. A longer line is handed out in
+// pieces of max bytes: split, never cut.
 class LineReader {
 public:
     explicit LineReader(int fd) : fd_(fd) {}
-    // The next piece at *out, its length returned; 0 at the end of the input; -1 when the tick came
-    // (call again: nothing is lost).
+
+    // The next piece at *out, its length returned; 0 at the end of the input; -1 when the tick
+    // came (call again: nothing is lost).
     ssize_t next(size_t max, const char** out, bool whole_lines = false) {
         for (;;) {
-            size_t n = end_ - begin_ < max ? end_ - begin_ : max;
-            const char* first = static_cast<const char*>(memchr(buf_ + begin_, '\n', n));
-            if (first && !whole_lines) n = size_t(first - (buf_ + begin_)) + 1;
-            while (first && whole_lines && buf_[begin_ + n - 1] != '\n') --n;
-            if (n > 0 && (first || n == max || eof_)) {  // a line, a full piece, the last bytes
-                *out = buf_ + begin_;
-                begin_ += n;
-                return ssize_t(n);
+            const char* start = buf_ + begin_;
+            size_t n = end_ - begin_ < max ? end_ - begin_ : max;  // what this piece may hold
+            const char* first = static_cast<const char*>(memchr(start, '\n', n));
+            size_t cut = first != nullptr ? size_t(first - start) + 1 : 0;  // through a newline
+            if (first != nullptr && whole_lines) {
+                cut = n;
+                while (start[cut - 1] != '\n') --cut;  // back to the last one in reach
+            }
+            if (cut == 0 && (n == max || eof_)) cut = n;  // no newline: a full piece, or the last
+            if (cut > 0) {
+                *out = start;
+                begin_ += cut;
+                return ssize_t(cut);
             }
             if (eof_) return 0;
-            memmove(buf_, buf_ + begin_, end_ - begin_);
-            end_ -= begin_;
-            begin_ = 0;
-            ssize_t r = read(fd_, buf_ + end_, sizeof buf_ - end_);
-            if (r < 0 && errno == EINTR) return after_eintr("read"), -1;
-            if (r < 0 && errno != EAGAIN) fail("read: %s", strerror(errno));
-            if (r < 0 && !wait_ready(fd_, POLLIN)) return -1;
-            eof_ = r == 0;
-            end_ += size_t(r > 0 ? r : 0);
+            if (!fill()) return -1;
         }
     }
 
 private:
+    // Reads more after what is left; false if the tick came first. A read error or a stop signal
+    // ends the program.
+    bool fill() {
+        memmove(buf_, buf_ + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+        ssize_t r = read(fd_, buf_ + end_, sizeof buf_ - end_);
+        if (r >= 0) {
+            eof_ = r == 0;
+            end_ += size_t(r);
+            return true;
+        }
+        if (errno == EAGAIN) return wait_ready(fd_, POLLIN);
+        if (errno != EINTR) fail("read: %s", strerror(errno));
+        after_eintr("read");
+        return false;
+    }
+
     int fd_;
     bool eof_ = false;
     size_t begin_ = 0, end_ = 0;  // buf_[begin_, end_): read, not yet handed out

@@ -75,19 +75,23 @@ int create_queue(const Options& o) {
     int q = msgget(o.key, IPC_CREAT | IPC_EXCL | o.mode);
     if (q >= 0) return q;
     unsigned key = unsigned(o.key);
+    if (errno != EEXIST) {
+        complain("msgget: %s (queue 0x%08x)", strerror(errno), key);
+        exit(1);
+    }
     msqid_ds ds;
-    int old = errno == EEXIST ? msgget(o.key, 0) : -1;
-    if (old >= 0 && msgctl(old, IPC_STAT, &ds) == 0 && foreign_uid(ds.msg_perm) != kNoUid)
-        complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key,
-                 unsigned(foreign_uid(ds.msg_perm)));
-    else if (errno == EACCES)  // msgget or IPC_STAT: we may not even read it
-        complain("queue 0x%08x belongs to another user; not touching it (use another --key)", key);
-    else if (old >= 0)
+    int old = msgget(o.key, 0);
+    bool readable = old >= 0 && msgctl(old, IPC_STAT, &ds) == 0;  // not if another user's
+    if (readable && foreign_uid(ds.msg_perm) == kNoUid)
         complain(
             "queue 0x%08x already exists: another receiver uses it, or a killed one left"
             " it; if none runs, remove it with 'ipcrm -Q 0x%08x'",
             key, key);
-    else complain("msgget: %s (queue 0x%08x)", strerror(errno), key);
+    else if (readable)
+        complain("queue 0x%08x belongs to uid %u; not touching it (use another --key)", key,
+                 unsigned(foreign_uid(ds.msg_perm)));
+    else if (errno == EACCES)
+        complain("queue 0x%08x belongs to another user; not touching it (use another --key)", key);
     exit(1);
 }
 
@@ -111,7 +115,8 @@ public:
     // The first sender in line that still lives, or else the next to say HELLO. Newcomers'
     // messages are taken first: one in line may have left (BYE).
     Session next_sender() {
-        for (Message m;; receive(m, 0, 0)) {  // no session: a HELLO gets in line
+        Message m;
+        for (;;) {
             take_newcomers();
             while (!line_.empty()) {
                 Session s = line_.front();
@@ -119,6 +124,7 @@ public:
                 if (alive(s.sender)) return s;
                 complain("sender %d died while it waited its turn", int(s.sender.pid));
             }
+            receive(m, 0, 0);  // none in line: wait for a HELLO (no session: nothing is returned)
         }
     }
 
@@ -144,14 +150,15 @@ private:
     static constexpr ssize_t kNothing = -1;  // receive(): with IPC_NOWAIT, nothing waits
     static constexpr ssize_t kOther = -2;    // receive(): the tick, or a newcomer's message
 
-    // One request, with msgtyp -2: the lowest type first, so the session's (1) before the
-    // newcomers' (2). Returns the size of a request of session (a reply type); a newcomer's
-    // message, or junk, is dealt with here.
+    // One request, with msgtyp -2 (kRequestsFirst): the lowest type first, so the session's (1)
+    // before the newcomers' (2). Returns the size of a request of session (a reply type); a
+    // newcomer's message, or junk, is dealt with here.
     ssize_t receive(Message& m, long session, int flags) {
         answer_newcomers();
         stop_if_signalled();
-        ssize_t n = msgrcv(q_, &m, kTextSize, -kNewcomerType, flags | MSG_NOERROR);
-        if (n < 0 && errno == EINTR) return after_eintr("msgrcv"), kOther;  // the tick
+        ssize_t n = msgrcv(q_, &m, kTextSize, kRequestsFirst, flags | MSG_NOERROR);
+        if (n < 0 && errno == EINTR) after_eintr("msgrcv");  // returns after the tick
+        if (n < 0 && errno == EINTR) return kOther;
         if (n < 0 && errno == ENOMSG) return kNothing;
         if (n < 0) queue_failed("msgrcv", q_, opt_.key);
         trace("msgrcv", m);
@@ -206,9 +213,11 @@ private:
     // as only we take HELLOs out: waiting for room in a queue full of them would never end. What
     // does not fit now goes before a later msgrcv.
     void answer_newcomers() {
-        for (Session& s : line_)
-            if (!s.told && !(s.told = send_reply(s, kWait, &me_, sizeof me_, 0, IPC_NOWAIT)))
-                return;
+        for (Session& s : line_) {
+            if (s.told) continue;
+            s.told = send_reply(s, kWait, &me_, sizeof me_, 0, IPC_NOWAIT);
+            if (!s.told) return;  // the queue is full: the rest later
+        }
     }
 
     // A reply to sender s, with msgsnd's flags. Whether it went: not if EAGAIN (IPC_NOWAIT in a
@@ -219,23 +228,24 @@ private:
         r.mtype = s.type;
         r.hdr = Header{int32_t(s.type), kind, flags, s.sender.pid, uint32_t(n)};
         if (n > 0) memcpy(r.data, p, n);
-        if (msgsnd(q_, &r, sizeof(Header) + n, msgflg) == 0)
-            return trace("msgsnd", r, msgflg), true;
-        if (errno != EAGAIN && errno != EINTR) queue_failed("msgsnd", q_, opt_.key);
-        return false;
+        bool sent = msgsnd(q_, &r, sizeof(Header) + n, msgflg) == 0;
+        if (sent) trace("msgsnd", r, msgflg);
+        if (!sent && errno != EAGAIN && errno != EINTR) queue_failed("msgsnd", q_, opt_.key);
+        return sent;
     }
 
-    // A reply to the sender being served. In a full queue, newcomers' HELLOs are taken out to make
-    // room (they are answered later); else msgsnd waits for senders to read their replies, and
-    // each tick looks at ours, and whether the reply still fits (msg_qbytes may shrink). A dead
-    // sender gets no reply.
+    // A reply to the sender being served. msgsnd may wait for room, as senders read their replies;
+    // but room that newcomers' HELLOs take only we can free. So it tries with IPC_NOWAIT first, and
+    // on EAGAIN takes the HELLOs into the line (they are answered later), or with none there,
+    // waits. Each tick looks at our sender (a dead one gets no reply) and at the queue's size.
     void reply(Session& s, uint16_t kind, const void* p, size_t n, uint16_t flags = 0) {
-        for (int msgflg = IPC_NOWAIT; !send_reply(s, kind, p, n, flags, msgflg);) {
+        int msgflg = IPC_NOWAIT;
+        while (!send_reply(s, kind, p, n, flags, msgflg)) {
             if (errno == EAGAIN) {
                 msgflg = take_newcomers() ? IPC_NOWAIT : 0;
                 continue;
             }
-            after_eintr("msgsnd");
+            after_eintr("msgsnd");  // the tick: a stop signal ends the program
             check_fits(q_, opt_.key, sizeof(Header) + n);
             look(s);
             if (s.gone) return;
@@ -245,14 +255,14 @@ private:
     // Takes the newcomers' messages (type 2) out of the queue. Whether there were any.
     bool take_newcomers() {
         Message m;
-        ssize_t n;
         bool took = false;
-        for (; (n = msgrcv(q_, &m, kTextSize, kNewcomerType, IPC_NOWAIT | MSG_NOERROR)) >= 0;
-             took = true) {
+        for (;;) {
+            ssize_t n = msgrcv(q_, &m, kTextSize, kNewcomerType, IPC_NOWAIT | MSG_NOERROR);
+            if (n < 0) return took;  // ENOMSG: none left (an error shows at the next call)
             trace("msgrcv", m, IPC_NOWAIT);
             newcomer_message(m, n);
+            took = true;
         }
-        return took;
     }
 
     // DATA goes to stdout at once. A sync DATA is then acknowledged, so that an ACK means written;
@@ -277,20 +287,19 @@ private:
         reply(s, kTally, &s.written, sizeof s.written);
     }
 
-    // Chat: the ACK carries a line of our stdin, in as many ACKs as it takes (MORE on all but the
-    // last); once stdin has ended, an empty one. While the user types, each tick looks at the
-    // queue and at the sender.
+    // Chat: the ACK carries a line read from our stdin; one longer than a message goes in several
+    // ACKs, MORE on all but the last. Once our stdin has ended, the ACK is empty. While the user
+    // types, each tick looks at the queue (was it removed?) and at the sender.
     void chat_reply(Session& s) {
         bool prompt = isatty(STDIN_FILENO) && !g_quiet && !stdin_ended_;
         if (prompt) fprintf(stderr, "reply to %d> ", int(s.sender.pid));
-        for (bool more = true; more;) {
-            // What a reply may carry now; at least 1 byte, so that reply() says if none fits.
-            const char* limit;
-            long room = message_limit(q_, opt_.key, &limit) - long(sizeof(Header));
-            if (s.gone) return;
+        const char* limit;  // data bytes a reply may carry; at least 1, so reply() says none fit
+        long room = message_limit(q_, opt_.key, &limit) - long(sizeof(Header));
+        for (bool more = true; more && !s.gone;) {
             const char* p = nullptr;
             ssize_t n = stdin_ended_ ? 0 : in_.next(room > 0 ? size_t(room) : 1, &p);
             if (n < 0) {  // the tick
+                check_fits(q_, opt_.key, 0);
                 look(s);
                 continue;
             }

@@ -99,6 +99,7 @@ public:
         type_ = kFirstReplyType + long(r % uint32_t(kLastReplyType - kFirstReplyType + 1));
         Hello me = my_hello();
         send(kHello, 0, &me, sizeof me);
+        bye_due_ = true;  // the receiver knows us now
         Message welcome;
         await(welcome, kWelcome);
         memcpy(&receiver_, welcome.data, sizeof receiver_);
@@ -134,7 +135,7 @@ public:
         await(tally, kTally);
         memcpy(&written, tally.data, sizeof written);
         send(kBye, 0, nullptr, 0);
-        said_bye_ = true;
+        bye_due_ = false;
         unsigned long long bytes = sent_.bytes, n = sent_.messages;
         if (!(written == sent_))
             fail("the receiver wrote %llu bytes in %llu messages, but %llu bytes in %llu were sent",
@@ -153,9 +154,8 @@ public:
         else
             complain("%s; %llu message%s (%llu byte%s) %s", why, n, plural(n), bytes, plural(bytes),
                      opt_.async ? "sent, none confirmed (--async)" : "acknowledged");
-        if (type_ == 0 || said_bye_) return;  // the receiver never heard of us, or is done
-        Message m = {
-            request_type_, {int32_t(type_), kBye, 0, int32_t(getpid()), uint32_t(strlen(why))}, {}};
+        if (!bye_due_) return;
+        Message m = {request_type_, {int32_t(type_), kBye, 0, pid_, uint32_t(strlen(why))}, {}};
         memcpy(m.data, why, m.hdr.len);
         if (msgsnd(q_, &m, sizeof(Header) + m.hdr.len, IPC_NOWAIT) == 0)
             trace("msgsnd", m, IPC_NOWAIT);
@@ -189,7 +189,7 @@ private:
     void send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
         Message m;  // not zeroed: only the header and n bytes travel
         m.mtype = request_type_;
-        m.hdr = Header{int32_t(type_), kind, flags, int32_t(getpid()), uint32_t(n)};
+        m.hdr = Header{int32_t(type_), kind, flags, pid_, uint32_t(n)};
         if (n > 0) memcpy(m.data, data, n);
         int nowait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
         trace("msgsnd", m, nowait);
@@ -225,9 +225,11 @@ private:
             }
             if (n < 0) queue_failed("msgrcv", q_, opt_.key);
             trace("msgrcv", m);
-            bool ours = well_formed(m, n) && m.hdr.pid == getpid();
-            if (ours && m.hdr.kind == kRefuse)
+            bool ours = well_formed(m, n) && m.hdr.pid == pid_;
+            if (ours && m.hdr.kind == kRefuse) {
+                bye_due_ = false;  // it has forgotten us
                 fail("the receiver refused: %.*s", int(m.hdr.len), m.data);
+            }
             if (ours && m.hdr.kind == kind) return;
             if (ours && m.hdr.kind == kWait && kind == kWelcome) {  // we wait as long as it lives
                 memcpy(&receiver_, m.data, sizeof receiver_);
@@ -235,7 +237,7 @@ private:
                      int(receiver_.pid));
             } else {
                 complain("ignoring a reply that is no %s for pid %d (%zd bytes)", kind_name(kind),
-                         int(getpid()), n);
+                         int(pid_), n);
             }
         }
     }
@@ -254,6 +256,7 @@ private:
     }
 
     const Options& opt_;
+    const int32_t pid_ = getpid();  // in each request: kept, as getpid() is a system call
     const bool interactive_ = isatty(STDIN_FILENO) && !g_quiet;  // prompt, confirm each line
     const double deadline_;              // monotonic seconds: --wait is over after it
     int q_ = -1;                         // the queue id
@@ -262,9 +265,9 @@ private:
     Hello receiver_ = {};                // from its WAIT or WELCOME; pid 0 before
     size_t chunk_ = 0;         // data bytes per message: what the queue takes, less the header
     bool queue_full_ = false;  // an async msgsnd met a full queue
-    bool said_bye_ = false;
-    Tally sent_ = {};   // what we sent
-    Tally acked_ = {};  // what the receiver acknowledged
+    bool bye_due_ = false;     // the receiver has our HELLO, and no BYE yet
+    Tally sent_ = {};          // what we sent
+    Tally acked_ = {};         // what the receiver acknowledged
 };
 
 }  // namespace
