@@ -31,7 +31,13 @@ tests/hostile: tests/hostile.cpp common.h
 bench/raw: bench/raw.cpp
 	$(CXX) $(ALL_CPPFLAGS) $(ALL_CXXFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LDLIBS)
 
-test check: all tests/hostile bench/raw
+# The tests' LD_PRELOAD shims (tests/accidents.sh), built for the programs'
+# ABI: a -m32 in CXXFLAGS or LDFLAGS makes them 32-bit too.
+SHIMS = tests/clockstep.so tests/nomem.so
+$(SHIMS): tests/%.so: tests/%.c
+	$(CC) -O2 -Wall -Wextra $(sort $(filter -m%,$(CXXFLAGS) $(LDFLAGS))) $(CFLAGS) -shared -fPIC -o $@ $<
+
+test check: all tests/hostile bench/raw $(SHIMS)
 	NO_IPC_INFO=$(NO_IPC_INFO) bash tests/run.sh
 
 soak: all tests/hostile
@@ -51,6 +57,6 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS))
 
 clean:
-	rm -f $(PROGRAMS) tests/hostile bench/raw *.d tests/*.d bench/*.d
+	rm -f $(PROGRAMS) tests/hostile bench/raw $(SHIMS) *.d tests/*.d bench/*.d
 
 -include $(wildcard *.d tests/*.d bench/*.d)

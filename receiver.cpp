@@ -162,7 +162,8 @@ private:
         if (n < 0 && errno == ENOMSG) return kNothing;
         if (n < 0) queue_failed("msgrcv", q_, opt_.key);
         trace("msgrcv", m);
-        if (well_formed(m, n) && m.hdr.session == session && session != 0) return n;
+        bool ours = m.hdr.session == session && session != 0 && m.hdr.kind != kHello;
+        if (well_formed(m, n) && ours) return n;
         newcomer_message(m, n);
         return kOther;
     }

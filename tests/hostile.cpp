@@ -54,7 +54,8 @@ void junk(int id) {
         put(id, type, request(77, kData, 4, "evil"));
         put(id, type, request(77, kHello, 3, "abc"));
     }
-    Hello h = {kProtocol, 0, pid_namespace(), 0};
+    Hello h = my_hello();
+    h.pid = 0;
     put(id, kNewcomerType, request(77, kHello, sizeof h, std::string(reinterpret_cast<char*>(&h), sizeof h)));
 }
 

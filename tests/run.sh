@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/run.sh - the end-to-end test suite; `make test` runs it.
 #
-# Usage: tests/run.sh [SUITE]...   SUITE: basic, faults (default: both)
+# Usage: tests/run.sh [SUITE]...   SUITE: basic, faults, accidents (default: all)
 # Environment: WRAP="valgrind ..." runs every sender and receiver under it;
 # SOAK=1 makes the random fault run long; ONLY=REGEX runs matching tests;
 # JOBS=N runs N tests at once (default 4).
@@ -15,7 +15,7 @@ for bin in ./sender ./receiver "$HOSTILE"; do
 done
 
 suites=("$@")
-[ "${#suites[@]}" -gt 0 ] || suites=(basic faults)
+[ "${#suites[@]}" -gt 0 ] || suites=(basic faults accidents)
 for suite in "${suites[@]}"; do
   # shellcheck source=/dev/null
   . "tests/$suite.sh"
