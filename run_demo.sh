@@ -90,14 +90,14 @@ broken() {
 # printed PATTERN: a line this step printed matches PATTERN (grep -E).
 printed() { tail -n "+$from" "$log" | grep -Eq -- "$1"; }
 
-# await PATTERN: until this step has printed such a line; 5 s at most.
+# await PATTERN: until this step has printed such a line; 5 s at most, by the
+# clock (on a loaded machine each look takes longer than its pause).
 await() {
-  local i
-  for ((i = 0; i < 250; i++)); do
-    printed "$1" && return 0
+  local until=$((${EPOCHREALTIME/./} + 5000000))
+  until printed "$1"; do
+    [ "${EPOCHREALTIME/./}" -lt "$until" ] || broken "never printed: $1"
     sleep 0.02
   done
-  broken "never printed: $1"
 }
 
 # start NAME CMD...: CMD in the background, its pid in $NAME (printf -v),
