@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # bench/run.sh - `make bench`: the pair against the raw queue floor.
 #
-# bench/raw does the same transfers with two bare processes and one queue.
+# bench/raw does the same transfers with bare processes and one queue.
 # Each comparison runs raw and the pair interleaved, ROUNDS times (default
 # 3; 9 for the short 50 MB runs, whose times are noisier), and prints
 # medians. The pair's time starts once the receiver has made its queue and
-# includes starting the sender and the handshakes; raw's includes making its
-# queue and forking. Nothing here asserts a time: it reports.
+# includes starting the senders and the handshakes; raw's includes making
+# its queue and forking. ONLY=TEXT runs only the rows whose case contains
+# TEXT (ONLY=senders), and skips the memory and idle checks. Nothing here
+# asserts a time: it reports.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROUNDS=${ROUNDS:-3}
@@ -44,6 +46,30 @@ pair_ns() {
   echo $(($(now) - t0))
 }
 
+# senders_ns PIN INPUT COUNT: `receiver --senders COUNT` and COUNT senders
+# started at once, each reading INPUT on its own stdin, in nanoseconds: from
+# the receiver having made its queue until it exits, having served them all
+# one after another.
+senders_ns() {
+  local pin=$1 input=$2 count=$3 t0 t1 rpid spids=() pid i ok=1
+  $pin ./receiver -q -k "$key" --senders "$count" >/dev/null &
+  rpid=$!
+  until ipcs -q | grep -q "^$key "; do
+    kill -0 "$rpid" 2>/dev/null || { echo "bench: receiver failed" >&2; exit 1; }
+    sleep 0.001
+  done
+  t0=$(now)
+  for ((i = 0; i < count; i++)); do
+    $pin ./sender -q -k "$key" <"$input" &
+    spids+=($!)
+  done
+  wait "$rpid" || ok=0
+  t1=$(now)
+  for pid in "${spids[@]}"; do wait "$pid" || ok=0; done
+  [ "$ok" = 1 ] || { echo "bench: receiver --senders $count or a sender failed" >&2; exit 1; }
+  echo $((t1 - t0))
+}
+
 # row LABEL PIN N BYTES RAW-NS PAIR-NS: one line of the table.
 row() {
   awk -v l="$1" -v p="${2:+pinned}" -v n="$3" -v b="$4" -v rt="$5" -v pt="$6" '
@@ -55,18 +81,20 @@ row() {
 # compare LABEL PIN N BYTES INPUT RAW-ARGS -- SENDER-OPTIONS: one table row.
 # With SECOND set (raw arguments and a label), that raw run joins each round
 # and gets a row of its own, so that both baselines are measured in the
-# same rounds.
+# same rounds. With PAIR set, that function times the pair instead of
+# pair_ns, with the same arguments. A failed run ends the benchmark.
 compare() {
   local label=$1 pin=$2 n=$3 bytes=$4 input=$5 raw=() r rt=() pt=() ft=() pair_med
   local rounds=${ROUNDS_NOW:-$ROUNDS} floor=()
+  [[ $label == *"${ONLY:-}"* ]] || return 0
   read -r -a floor <<<"${SECOND:-}"
   shift 5
   while [ "$1" != -- ]; do raw+=("$1"); shift; done
   shift
   for ((r = 0; r < rounds; r++)); do
-    rt+=("$(raw_ns "$pin" "${raw[@]}")")
-    [ ${#floor[@]} -eq 0 ] || ft+=("$(raw_ns "$pin" "${floor[@]}")")
-    pt+=("$(pair_ns "$pin" "$input" "$@")")
+    rt+=("$(raw_ns "$pin" "${raw[@]}")") || exit 1
+    [ ${#floor[@]} -eq 0 ] || ft+=("$(raw_ns "$pin" "${floor[@]}")") || exit 1
+    pt+=("$("${PAIR:-pair_ns}" "$pin" "$input" "$@")") || exit 1
   done
   pair_med=$(printf '%s\n' "${pt[@]}" | median)
   row "$label" "$pin" "$n" "$bytes" "$(printf '%s\n' "${rt[@]}" | median)" "$pair_med"
@@ -75,9 +103,12 @@ compare() {
 }
 
 # Inputs: 64-byte and 4 KiB lines, seq's short lines, 50 MB of long lines.
-lines() { head -c "$(($1 * $2))" /dev/zero | tr '\0' a | fold -w "$(($2 - 1))"; }
+# lines N SIZE: exactly N lines of SIZE bytes, the newline included.
+lines() { yes "$(head -c "$(($2 - 1))" /dev/zero | tr '\0' a)" | head -n "$1"; }
 lines 100000 64 >"$tmp/l64"
 lines 20000 64 >"$tmp/l64u"
+lines 12500 64 >"$tmp/l64x8"   # for each of 8 senders: 100000 lines in all
+lines 2500 64 >"$tmp/l64x8u"   # 20000 in all
 lines 10000 4096 >"$tmp/l4k"
 seq 1 1000000 >"$tmp/seq"
 base64 -w 200000 /dev/urandom | head -c 50000000 >"$tmp/big"
@@ -92,8 +123,12 @@ printf '%-28s %-8s %8s %8s %8s %10s %10s %7s %7s %6s\n' case cpus messages \
 for pin in "taskset -c 0" ""; do
   if [ -n "$pin" ]; then
     compare "sync, 64-byte lines" "$pin" 100000 6400000 "$tmp/l64" pingpong 100000 64 --
+    PAIR=senders_ns compare "sync, --senders 8" "$pin" 100000 6400000 "$tmp/l64x8" \
+      multi 8 100000 64 -- 8
   else
     compare "sync, 64-byte lines" "$pin" 20000 1280000 "$tmp/l64u" pingpong 20000 64 --
+    PAIR=senders_ns compare "sync, --senders 8" "$pin" 20000 1280000 "$tmp/l64x8u" \
+      multi 8 20000 64 -- 8
   fi
   SECOND="pingpong 10000 4096 $tmp/l4k" SECOND_LABEL="same, raw reads the file" \
     compare "sync, 4 KiB lines" "$pin" 10000 40960000 "$tmp/l4k" pingpong 10000 4096 --
@@ -103,17 +138,21 @@ for pin in "taskset -c 0" ""; do
     "$pin" "$big_msgs" 50000000 "$tmp/big" file "$msgmax" "$tmp/big" -- --async
 done
 cat <<'EOF'
-Pinned: both processes on CPU 0 (taskset -c 0). Unpinned, each wake-up of
+Pinned: every process on CPU 0 (taskset -c 0). Unpinned, each wake-up of
 the other process may cross cores, which on small VMs costs tens of
-microseconds and dominates ping-pong; the unpinned sync 64-byte row uses
-20000 lines to keep the run short. In the 50 MB row the raw sender read()s
+microseconds and dominates ping-pong; the unpinned sync 64-byte rows use
+20000 lines to keep the runs short. In the 50 MB row the raw sender read()s
 the same file straight into its messages: the floor for any program that
 reads its input. "Raw reads nothing" sends one buffer over and over, for
 information. Both split the file into fewer messages than the pair, whose
 messages are cut at line ends and carry a header: compare MB/s and time.
 Under the 4 KiB rows, also for information, "raw reads the file" is the
 ping-pong with its messages read from the pair's input, 64 KiB at a time.
+"--senders 8": 8 senders started at once, each with an eighth of the lines,
+served one after another by one receiver, against `raw multi`: 8 producers
+at once, each with its own reply type, and one consumer.
 EOF
+[ -z "${ONLY:-}" ] || exit 0
 
 # Peak memory must not grow with the number of messages.
 echo
