@@ -33,7 +33,7 @@ bench/raw: bench/raw.cpp
 
 # The tests' LD_PRELOAD shims (tests/accidents.sh), built for the programs'
 # ABI: a -m32 in CXXFLAGS or LDFLAGS makes them 32-bit too.
-SHIMS = tests/clockstep.so tests/nomem.so
+SHIMS = tests/clockstep.so tests/nomem.so tests/rmid_eperm.so
 $(SHIMS): tests/%.so: tests/%.c
 	$(CC) -O2 -Wall -Wextra $(sort $(filter -m%,$(CXXFLAGS) $(LDFLAGS))) $(CFLAGS) -shared -fPIC -o $@ $<
 

@@ -132,9 +132,10 @@ inline const char* plural(unsigned long long n) { return n == 1 ? "" : "s"; }
 // heap, so out of memory can be said.
 struct Fatal {
     char line[300];
+    bool removed;  // the queue was removed (EIDRM): main says who may have done it
 };
 [[noreturn, gnu::format(printf, 1, 2)]] inline void fail(const char* fmt, ...) {
-    Fatal f;
+    Fatal f = {"", false};
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(f.line, sizeof f.line, fmt, ap);
@@ -204,8 +205,14 @@ inline int queue_errno(int q) {
 }
 // A failed call on queue q ends the program: "msgrcv: Identifier removed (queue 0x32600000)".
 [[noreturn]] inline void queue_failed(const char* call, int q, key_t key) {
-    fail("%s: %s (queue 0x%08x)", call, strerror(queue_errno(q)), unsigned(key));
+    int e = queue_errno(q);
+    Fatal f = {"", e == EIDRM};
+    snprintf(f.line, sizeof f.line, "%s: %s (queue 0x%08x)", call, strerror(e), unsigned(key));
+    throw f;
 }
+// Who else removes a queue: a person, or systemd-logind (README: Troubleshooting).
+inline constexpr const char* kRemovers =
+    "'ipcrm -Q', or systemd-logind (RemoveIPC=yes) as your last login session ended";
 
 // The uid other than ours that owns or created a queue, or kNoUid if both are us. A creator keeps
 // its rights over a queue it handed over with IPC_SET.
@@ -242,10 +249,10 @@ inline void check_fits(int q, key_t key, size_t size) {
 }
 
 // ---- Is the peer alive? (proc(5), pid_namespaces(7)) --------------------------------
-// When process pid started: field 22 of /proc/PID/stat, in clock ticks since boot. 0: it is gone
-// (ENOENT), or a zombie. -1: /proc cannot tell (none is mounted, it shows another PID namespace, or
-// open failed: EMFILE, EACCES).
-inline long long start_time(pid_t pid) {
+// When process pid started: field 22 of /proc/PID/stat, in clock ticks since boot; its state (field
+// 3: R, S, T for stopped, Z...) in *state if asked. 0: it is gone (ENOENT), or a zombie. -1: /proc
+// cannot tell (none is mounted, it shows another PID namespace, or open failed: EMFILE, EACCES).
+inline long long start_time(pid_t pid, char* state = nullptr) {
     char self[32] = "", path[64], line[512];
     if (readlink("/proc/self", self, sizeof self - 1) < 0 || atoi(self) != getpid()) return -1;
     snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
@@ -256,10 +263,11 @@ inline long long start_time(pid_t pid) {
     line[n > 0 ? n : 0] = '\0';
     const char* p = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')' and ' '
     if (p == nullptr || p[1] != ' ') return -1;
-    char state = p[2];  // field 3
+    char field3 = p[2];
+    if (state != nullptr) *state = field3;
     for (int field = 3; p != nullptr && field <= 22; ++field) p = strchr(p + 1, ' ');
     if (p == nullptr) return -1;  // p is now just before field 22
-    return state == 'Z' || state == 'X' ? 0 : strtoll(p + 1, nullptr, 10);
+    return field3 == 'Z' || field3 == 'X' ? 0 : strtoll(p + 1, nullptr, 10);
 }
 
 // Whether the process a Hello describes still runs: its pid, with the same start time, so that a
@@ -286,6 +294,17 @@ inline double monotonic_seconds() {
     timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return double(t.tv_sec) + double(t.tv_nsec) / 1e9;
+}
+
+// Installed setuid, a program would make or use queues of its owner's uid, and the other one, run
+// by you, would refuse them: it refuses to run so instead.
+inline void refuse_setuid() {
+    if (getuid() == geteuid()) return;
+    complain(
+        "refusing to run setuid: real uid %u, effective uid %u (install it without the setuid"
+        " bit)",
+        unsigned(getuid()), unsigned(geteuid()));
+    exit(1);
 }
 
 // ---- Signals (signal(7)) --------------------------------------------------------------

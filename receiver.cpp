@@ -368,8 +368,10 @@ bool remove_queue(int q, key_t key) {
         return true;
     }
     int e = queue_errno(q);
-    if (e != EIDRM) complain("msgctl(IPC_RMID): %s (queue 0x%08x)", strerror(e), unsigned(key));
-    return e == EIDRM;
+    if (e == EIDRM) return true;
+    complain("msgctl(IPC_RMID): %s (queue 0x%08x): it stays; remove it with 'ipcrm -Q 0x%08x'",
+             strerror(e), unsigned(key), unsigned(key));
+    return false;
 }
 
 }  // namespace
@@ -377,6 +379,7 @@ bool remove_queue(int q, key_t key) {
 int main(int argc, char** argv) {
     g_prog = "receiver";
     Options opt = parse_options(argc, argv);
+    refuse_setuid();
     install_signal_handlers();
     int q = create_queue(opt);  // msgget(key, IPC_CREAT | IPC_EXCL | mode)
     bool clean = true;
@@ -389,6 +392,7 @@ int main(int argc, char** argv) {
             clean = r.serve(r.next_sender()) && clean;  // WELCOME, DATA/ACK..., END/TALLY, BYE
     } catch (const Fatal& f) {
         complain("%s", f.line);
+        if (f.removed) complain("another process removed the queue: %s", kRemovers);
         clean = false;
     } catch (const std::bad_alloc&) {
         complain("out of memory");

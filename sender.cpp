@@ -248,11 +248,31 @@ private:
     void look(size_t pending) {
         if (!g_tick) return;
         g_tick = 0;
-        if (receiver_.pid == 0 && monotonic_seconds() > deadline_)
-            fail("no answer from a receiver on queue 0x%08x (waited %ld s)", key(), opt_.wait);
+        if (receiver_.pid == 0 && monotonic_seconds() > deadline_) no_answer();
         check_fits(q_, opt_.key, pending);
         if (receiver_.pid != 0 && !alive(receiver_))
             fail("the receiver (pid %d) died", int(receiver_.pid));
+    }
+
+    // No answer within --wait. Says what the queue shows of its receiver: msg_lrpid, the last
+    // process to read it (once a session has been served, the receiver), and its state.
+    [[noreturn]] void no_answer() {
+        msqid_ds ds;
+        if (msgctl(q_, IPC_STAT, &ds) < 0) queue_failed("msgctl(IPC_STAT)", q_, opt_.key);
+        int pid = int(ds.msg_lrpid);
+        char state = '?', seen[160] = "no process has read the queue yet: is its receiver stopped?";
+        if (pid != 0 && start_time(pid, &state) == 0)
+            snprintf(seen, sizeof seen, "pid %d, the last to read the queue, is gone", pid);
+        else if (pid != 0 && (state == 'T' || state == 't'))
+            snprintf(seen, sizeof seen,
+                     "pid %d, the last to read the queue, is stopped: 'kill -CONT %d' resumes it",
+                     pid, pid);
+        else if (pid != 0)
+            snprintf(seen, sizeof seen,
+                     "pid %d, the last to read the queue, runs: is it blocked writing its output?",
+                     pid);
+        fail("no answer from a receiver on queue 0x%08x (waited %ld s); %s", key(), opt_.wait,
+             seen);
     }
 
     const Options& opt_;
@@ -275,6 +295,7 @@ private:
 int main(int argc, char** argv) {
     g_prog = "sender";
     Options opt = parse_options(argc, argv);
+    refuse_setuid();
     install_signal_handlers();
     Sender s(opt);
     int status = 0;
@@ -285,6 +306,8 @@ int main(int argc, char** argv) {
         s.end();         // END; TALLY, what the receiver wrote; BYE
     } catch (const Fatal& f) {
         s.leave(f.line);
+        if (f.removed)
+            complain("the queue was removed: by its receiver as it stopped, or %s", kRemovers);
         status = 1;
     } catch (const std::bad_alloc&) {
         s.leave("out of memory");

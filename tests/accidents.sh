@@ -9,6 +9,7 @@
 # A sanitizer build is told not to mind that its runtime is not loaded first.
 CLOCKSTEP_SO=$PWD/tests/clockstep.so
 NOMEM_SO=$PWD/tests/nomem.so
+RMID_EPERM_SO=$PWD/tests/rmid_eperm.so
 SHIM_ENV=(env "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
 
 need_shim() { [ -e "$1" ] || { fail "$1 is missing: run 'make test'"; return 1; }; }
@@ -280,8 +281,80 @@ t_sender_dies_waiting_its_turn() {
   expect_same "$T/in" "$T/r.out"
 }
 
+# A queue removed by someone else (ipcrm, systemd-logind's RemoveIPC=yes): both keep the lab's
+# EIDRM line, and say once that another process removed the queue.
+t_queue_removed_by_another() {
+  local removers="'ipcrm -Q', or systemd-logind \\(RemoveIPC=yes\\) as your last login session ended"
+  start r "${RECEIVER[@]}" -k "$KEY"
+  hold
+  ipcrm -Q "$KEY"
+  finish r 3
+  finish s 3
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: msgrcv: Identifier removed \\(queue $KEY\\)$"
+  expect_grep "$T/r.err" "^receiver: another process removed the queue: $removers$"
+  expect_status s 1
+  expect_grep "$T/s.err" "^sender: msg(rcv|ctl\\(IPC_STAT\\)): Identifier removed \\(queue $KEY\\); 1 message"
+  expect_grep "$T/s.err" "^sender: the queue was removed: by its receiver as it stopped, or $removers$"
+  [ "$(grep -c 'removed the queue' "$T/r.err")" = 1 ] || fail "the receiver says it more than once"
+}
+
+# A removal the system refuses (EPERM under a security policy) is said with its remedy.
+t_removal_refused_says_how() {
+  [ -z "$WRAP" ] || skip "${wrap_words[0]} and an LD_PRELOAD shim"
+  need_shim "$RMID_EPERM_SO" || return
+  start r "${SHIM_ENV[@]}" LD_PRELOAD="$RMID_EPERM_SO" "${RECEIVER[@]}" -k "$KEY"
+  wait_queue
+  run s "${SENDER[@]}" -k "$KEY" -w 5 hello
+  finish r
+  expect_clean_run s
+  expect_status r 1
+  expect_grep "$T/r.err" "^receiver: msgctl\\(IPC_RMID\\): Operation not permitted \\(queue $KEY\\): it stays; remove it with 'ipcrm -Q $KEY'$"
+  queue_exists && ipcrm -Q "$KEY"
+}
+
+# A stopped receiver (Ctrl-Z) is not said to be missing: the sender names the process it sees
+# stopped, and the receiver, once continued, says the sender gave up waiting, not that it died.
+t_stopped_receiver_is_said() {
+  start r "${RECEIVER[@]}" -k "$KEY" --senders 2
+  wait_queue
+  run a "${SENDER[@]}" -k "$KEY" -w 5 first  # now the receiver was the last to read the queue
+  stop "$r_pid"
+  run b "${SENDER[@]}" -k "$KEY" -w 1 second
+  expect_status b 1
+  expect_grep "$T/b.err" "^sender: no answer from a receiver on queue $KEY \\(waited 1 s\\); pid $r_pid, the last to read the queue, is stopped: 'kill -CONT $r_pid' resumes it$"
+  kill -CONT "$r_pid"
+  wait_until grep -q "sender $b_pid" "$T/r.err"
+  expect_grep "$T/r.err" "^receiver: sender $b_pid left while it waited its turn: no answer from a receiver"
+  expect_no_grep "$T/r.err" "died|sender $b_pid connected"
+  run c "${SENDER[@]}" -k "$KEY" -w 5 third
+  finish r
+  expect_clean_run a c r
+  printf 'first\nthird\n' >"$T/want"
+  expect_same "$T/want" "$T/r.out"
+}
+
+# Installed setuid, a program would make or use a queue of its owner, not of the user who runs
+# it: each refuses to run so, naming both uids.
+t_setuid_refused() {
+  local dir prog
+  need_root
+  dir=$(mktemp -d)  # a folder uid 4242 can reach
+  chmod 755 "$dir"
+  for prog in sender receiver; do
+    cp "./$prog" "$dir/"
+    chmod 4755 "$dir/$prog"
+    run "$prog" as_user 4242 "$dir/$prog" -k "$KEY"
+    expect_status "$prog" 1
+    expect_grep "$T/$prog.err" "^$prog: refusing to run setuid: real uid 4242, effective uid 0 \\(install it without the setuid bit\\)$"
+  done
+  rm -rf "$dir"
+  ! queue_exists || fail "a setuid program made a queue"
+}
+
 TESTS+=(
   t_wait_survives_clock_jump_ahead t_wait_survives_clock_jump_back t_sender_input_unreadable
   t_receiver_out_of_memory t_unreadable_proc_is_not_death t_refusal_reaches_only_the_newcomer
   t_senders_wait_their_turn t_waiting_sender_sees_receiver_die t_waiting_sender_interrupted
-  t_thousand_senders_at_once t_sender_beyond_n_refused t_sender_dies_waiting_its_turn)
+  t_thousand_senders_at_once t_sender_beyond_n_refused t_sender_dies_waiting_its_turn
+  t_queue_removed_by_another t_removal_refused_says_how t_stopped_receiver_is_said t_setuid_refused)
