@@ -162,16 +162,18 @@ inline void trace(const char* call, const Message& m, int flags = 0) {
     exit(2);
 }
 
-// getopt_long found a bad option; opterr is 0, so we say it. optopt is the option's letter (or a
-// long option's val), or 0 for an unknown long option: the argument getopt has just read. We do
-// not read argv[optind - 1] otherwise: after a missing argument, optind may pass argc (musl).
+// getopt_long found a bad option (opterr is 0: we say it). optopt names it: its letter, or the
+// val of a long option, or 0 for an unknown long option. After a missing argument POSIX lets
+// optind pass argc (musl does), so argv[optind - 1] is read only for that last case.
 [[noreturn]] inline void bad_option(int c, char** argv, const option* longopts) {
-    const option* o = longopts;
+    const option* o = longopts;  // the option named, if it is ours
     while (o->name != nullptr && (optopt == 0 || o->val != optopt)) ++o;
-    if (o->name == nullptr && optopt != 0) usage_error("unknown option '-%c'", optopt);
-    if (o->name == nullptr) usage_error("unknown option '%s'", argv[optind - 1]);
-    if (c == ':') usage_error("option '--%s' (-%c) needs an argument", o->name, optopt);
-    usage_error("option '--%s' (-%c) takes no argument", o->name, optopt);  // "--async=yes"
+    if (o->name != nullptr && c == ':')  // "-k" or "--key" at the end
+        usage_error("option '--%s' (-%c) needs an argument", o->name, optopt);
+    if (o->name != nullptr)  // "--async=yes"
+        usage_error("option '--%s' (-%c) takes no argument", o->name, optopt);
+    if (optopt != 0) usage_error("unknown option '-%c'", optopt);  // "-x"
+    usage_error("unknown option '%s'", argv[optind - 1]);          // "--bogus"
 }
 
 // A number in lo..hi, all of s, checked as TLPI's getLong does. Base 0 takes decimal, 0x hex and 0
@@ -261,7 +263,8 @@ inline long long start_time(pid_t pid, char* state = nullptr) {
     ssize_t n = read(fd, line, sizeof line - 1);
     close(fd);
     line[n > 0 ? n : 0] = '\0';
-    const char* p = strrchr(line, ')');  // "PID (NAME) STATE ...": NAME may hold ')' and ' '
+    // "4711 (sender) S 1 4711 ...": fields are split by spaces, but NAME may hold ')' and ' '.
+    const char* p = strrchr(line, ')');
     if (p == nullptr || p[1] != ' ') return -1;
     char field3 = p[2];
     if (state != nullptr) *state = field3;
@@ -327,9 +330,10 @@ inline const char* signal_name(int sig) {
 }
 
 // Catches the stop signals, but one ignored when we started (a background job's SIGINT) stays
-// ignored. SIGALRM comes once a second, so that no blocked call waits without a look at the peer.
-// SIGPIPE and SIGXFSZ are ignored: a closed pipe or a file-size limit is then a write error (EPIPE,
-// EFBIG). The caught ones are unblocked: a blocked mask survives exec.
+// ignored. SIGALRM comes once a second: a peer killed with kill -9 sends no message, so every
+// blocked call is ended (EINTR) that often, to look whether the peer still lives. SIGPIPE and
+// SIGXFSZ are ignored: a closed pipe or a file-size limit is then a write error (EPIPE, EFBIG).
+// The caught ones are unblocked: a blocked mask survives exec.
 inline void install_signal_handlers() {
     sigset_t caught;
     sigemptyset(&caught);
@@ -346,11 +350,14 @@ inline void install_signal_handlers() {
     for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) catch_signal(sig, on_stop);
 #endif
     catch_signal(SIGALRM, on_tick);
-    signal(SIGPIPE, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);  // cannot fail: valid signals
     signal(SIGXFSZ, SIG_IGN);
-    sigprocmask(SIG_UNBLOCK, &caught, nullptr);
     itimerval second = {{1, 0}, {1, 0}};
-    setitimer(ITIMER_REAL, &second, nullptr);
+    if (sigprocmask(SIG_UNBLOCK, &caught, nullptr) < 0 ||
+        setitimer(ITIMER_REAL, &second, nullptr) < 0) {
+        complain("setting up signals: %s", strerror(errno));
+        exit(1);
+    }
 }
 
 // A stop signal between two calls, which it could not interrupt, ends the program before the next
@@ -400,26 +407,25 @@ inline bool close_stdout() {
     return false;
 }
 
-// Reads fd 64 KiB at a time and hands out pieces of at most max bytes that end with a newline:
-// one line, or with whole_lines all the whole lines that came. A longer line is handed out in
-// pieces of max bytes: split, never cut.
+// Reads fd 64 KiB at a time and hands it out in pieces of at most max bytes: a line (through its
+// newline), or with any_bytes all that has been read. A line longer than max comes in pieces of
+// max bytes: split, never cut.
 class LineReader {
 public:
     explicit LineReader(int fd) : fd_(fd) {}
 
     // The next piece at *out, its length returned; 0 at the end of the input; -1 when the tick
     // came (call again: nothing is lost).
-    ssize_t next(size_t max, const char** out, bool whole_lines = false) {
+    ssize_t next(size_t max, const char** out, bool any_bytes = false) {
         for (;;) {
             const char* start = buf_ + begin_;
-            size_t n = end_ - begin_ < max ? end_ - begin_ : max;  // what this piece may hold
-            const char* first = static_cast<const char*>(memchr(start, '\n', n));
-            size_t cut = first != nullptr ? size_t(first - start) + 1 : 0;  // through a newline
-            if (first != nullptr && whole_lines) {
-                cut = n;
-                while (start[cut - 1] != '\n') --cut;  // back to the last one in reach
+            size_t n = end_ - begin_ < max ? end_ - begin_ : max;  // what the piece may hold
+            size_t cut = n;                                        // with any_bytes, all of it
+            if (!any_bytes) {
+                const char* newline = static_cast<const char*>(memchr(start, '\n', n));
+                if (newline != nullptr) cut = size_t(newline - start) + 1;  // one line
+                else if (n < max && !eof_) cut = 0;  // the line goes on: read more first
             }
-            if (cut == 0 && (n == max || eof_)) cut = n;  // no newline: a full piece, or the last
             if (cut > 0) {
                 *out = start;
                 begin_ += cut;

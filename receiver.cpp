@@ -112,10 +112,9 @@ public:
     // sender is welcomed.
     Receiver(int q, const Options& o) : q_(q), opt_(o) { line_.reserve(o.senders); }
 
-    // The first sender in line that still lives, or else the next to say HELLO. Newcomers'
-    // messages are taken first: one in line may have left (BYE).
+    // The first sender in line that still lives, or else the next to say HELLO. The HELLOs and BYEs
+    // that wait in the queue are taken first, so that the line is up to date.
     Session next_sender() {
-        Message m;
         for (;;) {
             take_newcomers();
             while (!line_.empty()) {
@@ -124,7 +123,9 @@ public:
                 if (alive(s.sender)) return s;
                 complain("sender %d died while it waited its turn", int(s.sender.pid));
             }
-            receive(m, 0, 0);  // none in line: wait for a HELLO (no session: nothing is returned)
+            Message m;
+            ssize_t n = receive(m, 0);  // none in line: wait for a HELLO
+            if (n >= 0) newcomer_message(m, n);
         }
     }
 
@@ -135,10 +136,12 @@ public:
         ++begun_;
         reply(s, kWelcome, &me_, sizeof me_);
         note("sender %d connected", int(s.sender.pid));
-        for (Message m;;) {
-            ssize_t got = receive(m, s.type, s.gone ? IPC_NOWAIT : 0);
-            if (got == kNothing) return finish(s, nullptr);  // it is gone, its requests done
-            if (got == kOther) look(s);
+        for (;;) {
+            Message m;
+            ssize_t n = receive(m, s.gone ? IPC_NOWAIT : 0);  // once it is dead, only what it sent
+            if (n < 0 && s.gone) return finish(s, nullptr);   // all it sent is handled
+            if (n < 0) look(s);
+            else if (!from(s, m, n)) newcomer_message(m, n);
             else if (m.hdr.kind == kData) data(s, m);
             else if (m.hdr.kind == kEnd) end(s, m);
             else if (m.hdr.kind == kBye) return finish(s, &m);
@@ -147,25 +150,22 @@ public:
     }
 
 private:
-    static constexpr ssize_t kNothing = -1;  // receive(): with IPC_NOWAIT, nothing waits
-    static constexpr ssize_t kOther = -2;    // receive(): the tick, or a newcomer's message
-
-    // One request, with msgtyp -2 (kRequestsFirst): the lowest type first, so the session's (1)
-    // before the newcomers' (2). Returns the size of a request of session (a reply type); a
-    // newcomer's message, or junk, is dealt with here.
-    ssize_t receive(Message& m, long session, int flags) {
+    // The next request: msgrcv with msgtyp -2 (kRequestsFirst) takes the lowest type first, so
+    // those of the sender being served (type 1) come before newcomers' (type 2). Its size, or -1 if
+    // there is none: the tick came (EINTR), or none waits (with IPC_NOWAIT, ENOMSG).
+    ssize_t receive(Message& m, int msgflg) {
         answer_newcomers();
         stop_if_signalled();
-        ssize_t n = msgrcv(q_, &m, kTextSize, kRequestsFirst, flags | MSG_NOERROR);
-        if (n < 0 && errno == EINTR) after_eintr("msgrcv");  // returns after the tick
-        if (n < 0 && errno == EINTR) return kOther;
-        if (n < 0 && errno == ENOMSG) return kNothing;
-        if (n < 0) queue_failed("msgrcv", q_, opt_.key);
-        trace("msgrcv", m);
-        bool ours = m.hdr.session == session && session != 0 && m.hdr.kind != kHello;
-        if (well_formed(m, n) && ours) return n;
-        newcomer_message(m, n);
-        return kOther;
+        ssize_t n = msgrcv(q_, &m, kTextSize, kRequestsFirst, msgflg | MSG_NOERROR);
+        if (n < 0 && errno == EINTR) after_eintr("msgrcv");  // it returns after the tick
+        if (n < 0 && errno != EINTR && errno != ENOMSG) queue_failed("msgrcv", q_, opt_.key);
+        if (n >= 0) trace("msgrcv", m);
+        return n;
+    }
+
+    // Whether request m (n bytes) is one of session s's. A HELLO never is, whatever type it names.
+    static bool from(const Session& s, const Message& m, ssize_t n) {
+        return well_formed(m, n) && m.hdr.session == s.type && m.hdr.kind != kHello;
     }
 
     // A HELLO, a BYE from a sender in line (it gave up, and is forgotten), or junk. A message too
@@ -235,10 +235,11 @@ private:
         return sent;
     }
 
-    // A reply to the sender being served. msgsnd may wait for room, as senders read their replies;
-    // but room that newcomers' HELLOs take only we can free. So it tries with IPC_NOWAIT first, and
-    // on EAGAIN takes the HELLOs into the line (they are answered later), or with none there,
-    // waits. Each tick looks at our sender (a dead one gets no reply) and at the queue's size.
+    // A reply to the sender being served. msgsnd may wait for room, which senders make as they read
+    // their replies. But HELLOs may fill the queue (1000 senders started at once), and only we
+    // take them out: waiting then would never end. So the first try is with IPC_NOWAIT; a full
+    // queue (EAGAIN) has its HELLOs taken into the line, and with none there, msgsnd waits. Each
+    // tick looks at our sender (a dead one gets no reply) and whether the reply still fits.
     void reply(Session& s, uint16_t kind, const void* p, size_t n, uint16_t flags = 0) {
         int msgflg = IPC_NOWAIT;
         while (!send_reply(s, kind, p, n, flags, msgflg)) {

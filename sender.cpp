@@ -26,7 +26,7 @@ void usage() {
         "                      (default 0x%08x: a fixed base plus your uid)\n"
         "  -w, --wait=SECONDS  wait this long for a receiver to answer (default 30);\n"
         "                      once it has, wait for our turn as long as it lives\n"
-        "  -a, --async         send with IPC_NOWAIT, as many lines per message as\n"
+        "  -a, --async         send with IPC_NOWAIT, as many bytes per message as\n"
         "                      fit, and wait only for the receiver's final tally\n"
         "  -q, --quiet         no status lines on stderr\n"
         "  -v, --verbose       one stderr line per msgsnd and msgrcv\n"
@@ -120,7 +120,7 @@ public:
         LineReader in(STDIN_FILENO);
         const char* p = nullptr;
         ssize_t n;
-        while ((n = in.next(chunk_, &p, opt_.async)) != 0) {  // async: all whole lines come
+        while ((n = in.next(chunk_, &p, opt_.async)) != 0) {  // async: all the bytes read
             if (n > 0) send_data(p, size_t(n));
             else look(0);  // the tick, while we wait for input
         }
@@ -191,18 +191,16 @@ private:
         m.mtype = request_type_;
         m.hdr = Header{int32_t(type_), kind, flags, pid_, uint32_t(n)};
         if (n > 0) memcpy(m.data, data, n);
-        int nowait = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
-        trace("msgsnd", m, nowait);
+        int msgflg = (flags & kNoAck) && !queue_full_ ? IPC_NOWAIT : 0;
         for (;;) {
             stop_if_signalled();
-            if (msgsnd(q_, &m, sizeof(Header) + n, nowait) == 0) return;
-            if (errno == EAGAIN && nowait) {
+            if (msgsnd(q_, &m, sizeof(Header) + n, msgflg) == 0) break;
+            if (errno == EAGAIN && msgflg == IPC_NOWAIT) {
                 if (g_verbose)
                     complain("msgsnd: %s (EAGAIN): the queue is full; from now on msgsnd waits",
                              strerror(EAGAIN));
                 queue_full_ = true;
-                nowait = 0;
-                trace("msgsnd", m, nowait);  // the same message, now waiting for room
+                msgflg = 0;
             } else if (errno == EINTR) {
                 after_eintr("msgsnd");
                 look(sizeof(Header) + n);  // msg_qbytes may have shrunk below it
@@ -210,6 +208,7 @@ private:
                 queue_failed("msgsnd", q_, opt_.key);
             }
         }
+        trace("msgsnd", m, msgflg);
     }
 
     // Waits for the reply of this kind. A REFUSE ends the run. A WAIT, before WELCOME, says another
@@ -242,16 +241,16 @@ private:
         }
     }
 
-    // The once-a-second look while a call waits. Before any answer, --wait bounds the wait; after
-    // one, the receiver must live and the queue exist, and still take the message we wait to send
-    // (pending bytes; 0: none).
+    // Once a second, while a call waits: is waiting still worth it? Before any answer, until --wait
+    // is over. After one, while the receiver lives. And while the queue is there and takes the
+    // message we wait to send (pending bytes; 0: none): msgctl fails if it was removed.
     void look(size_t pending) {
         if (!g_tick) return;
         g_tick = 0;
-        if (receiver_.pid == 0 && monotonic_seconds() > deadline_) no_answer();
+        bool answered = receiver_.pid != 0;  // by WAIT or WELCOME
+        if (!answered && monotonic_seconds() > deadline_) no_answer();
+        if (answered && !alive(receiver_)) fail("the receiver (pid %d) died", int(receiver_.pid));
         check_fits(q_, opt_.key, pending);
-        if (receiver_.pid != 0 && !alive(receiver_))
-            fail("the receiver (pid %d) died", int(receiver_.pid));
     }
 
     // No answer within --wait. Says what the queue shows of its receiver: msg_lrpid, the last
@@ -260,14 +259,22 @@ private:
         msqid_ds ds;
         if (msgctl(q_, IPC_STAT, &ds) < 0) queue_failed("msgctl(IPC_STAT)", q_, opt_.key);
         int pid = int(ds.msg_lrpid);
-        char state = '?', seen[160] = "no process has read the queue yet: is its receiver stopped?";
-        if (pid != 0 && start_time(pid, &state) == 0)
-            snprintf(seen, sizeof seen, "pid %d, the last to read the queue, is gone", pid);
-        else if (pid != 0 && (state == 'T' || state == 't'))
+        char state = '?', seen[200];
+        if (pid == 0)
+            snprintf(seen, sizeof seen,
+                     "no process has read the queue: is its receiver stopped?"
+                     " If none runs, remove it with 'ipcrm -Q 0x%08x'",
+                     key());
+        else if (start_time(pid, &state) == 0)
+            snprintf(seen, sizeof seen,
+                     "pid %d, the last to read the queue, is gone: if no"
+                     " receiver runs, remove it with 'ipcrm -Q 0x%08x'",
+                     pid, key());
+        else if (state == 'T' || state == 't')
             snprintf(seen, sizeof seen,
                      "pid %d, the last to read the queue, is stopped: 'kill -CONT %d' resumes it",
                      pid, pid);
-        else if (pid != 0)
+        else
             snprintf(seen, sizeof seen,
                      "pid %d, the last to read the queue, runs: is it blocked writing its output?",
                      pid);
