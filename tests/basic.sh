@@ -139,12 +139,12 @@ t_stale_queue_without_receiver() {
   "$HOSTILE" "$KEY" squat
   run s "${SENDER[@]}" -k "$KEY" -w 1 hello
   expect_status s 1
-  expect_grep "$T/s.err" "^sender: no answer from a receiver on queue $KEY \(waited 1 s\)$"
+  expect_grep "$T/s.err" "^sender: no answer from a receiver on queue $KEY \(waited 1 s\); no process has read the queue: is its receiver stopped\? If none runs, remove it with 'ipcrm -Q $KEY'$"
   "$HOSTILE" "$KEY" fill
   start s2 "${SENDER[@]}" -k "$KEY" -w 1 hello
   finish s2 4
   expect_status s2 1
-  expect_grep "$T/s2.err" "^sender: no answer from a receiver on queue $KEY \(waited 1 s\)$"
+  expect_grep "$T/s2.err" "^sender: no answer from a receiver on queue $KEY \(waited 1 s\); no process has read the queue: is its receiver stopped\? If none runs, remove it with 'ipcrm -Q $KEY'$"
   ipcrm -Q "$KEY"
 }
 
