@@ -171,8 +171,14 @@ private:
     // A HELLO, a BYE from a sender in line (it gave up, and is forgotten), or junk. A message too
     // big for us was cut by MSG_NOERROR: malformed.
     void newcomer_message(const Message& m, ssize_t n) {
-        if (!well_formed(m, n)) return complain("ignoring a malformed message (%zd bytes)", n);
-        if (m.hdr.kind == kHello) return hello(m);
+        if (!well_formed(m, n)) {
+            complain("ignoring a malformed message (%zd bytes)", n);
+            return;
+        }
+        if (m.hdr.kind == kHello) {
+            hello(m);
+            return;
+        }
         for (auto it = line_.begin(); it != line_.end(); ++it) {
             if (m.hdr.kind != kBye || it->type != m.hdr.session) continue;
             note("sender %d left while it waited its turn: %.*s", int(it->sender.pid),
@@ -191,9 +197,10 @@ private:
         Session s = {};
         memcpy(&s.sender, m.data, sizeof s.sender);
         s.type = m.hdr.session;
-        if (s.type < kFirstReplyType || s.sender.pid <= 0 || s.sender.pid != m.hdr.pid)
-            return complain("ignoring a HELLO with reply type %ld, pid %d", s.type,
-                            int(s.sender.pid));
+        if (s.type < kFirstReplyType || s.sender.pid <= 0 || s.sender.pid != m.hdr.pid) {
+            complain("ignoring a HELLO with reply type %ld, pid %d", s.type, int(s.sender.pid));
+            return;
+        }
         char why[64] = "";
         if (s.sender.protocol != kProtocol)
             snprintf(why, sizeof why, "it speaks protocol %u, this receiver %u", s.sender.protocol,
@@ -203,7 +210,10 @@ private:
         else if (in_use(s.type)) snprintf(why, sizeof why, "its reply type is another sender's");
         else if (begun_ + line_.size() >= opt_.senders)
             snprintf(why, sizeof why, "it serves no more senders");
-        if (why[0] == '\0') return line_.push_back(s);
+        if (why[0] == '\0') {
+            line_.push_back(s);  // no allocation: reserved for --senders
+            return;
+        }
         complain("refusing sender %d: %s", int(s.sender.pid), why);
         if (!send_reply(s, kRefuse, why, strlen(why), 0, IPC_NOWAIT))
             complain("the queue is full: sender %d is not told, and gives up after --wait",
@@ -274,8 +284,8 @@ private:
         s.written.bytes += m.hdr.len;
         s.written.messages++;
         if (m.hdr.flags & kNoAck) return;
-        if (opt_.reply && !(m.hdr.flags & kMore)) return chat_reply(s);
-        reply(s, kAck, nullptr, 0);
+        if (opt_.reply && !(m.hdr.flags & kMore)) chat_reply(s);
+        else reply(s, kAck, nullptr, 0);
     }
 
     // END carries the sender's tally, which must be ours; TALLY answers it.
