@@ -257,7 +257,10 @@ inline void check_fits(int q, key_t key, size_t size) {
 inline long long start_time(pid_t pid, char* state = nullptr) {
     char self[32] = "", path[64], line[512];
     if (readlink("/proc/self", self, sizeof self - 1) < 0 || atoi(self) != getpid()) return -1;
-    snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+    // Our own through thread-self (the same for our one thread): qemu-user, which runs the 32-bit
+    // builds on a 64-bit-only kernel, rewrites /proc/self/stat and /proc/OURPID/stat.
+    if (pid == getpid()) snprintf(path, sizeof path, "/proc/thread-self/stat");
+    else snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : -1;
     ssize_t n = read(fd, line, sizeof line - 1);
