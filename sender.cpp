@@ -249,8 +249,8 @@ private:
         g_tick = 0;
         bool answered = receiver_.pid != 0;  // by WAIT or WELCOME
         if (!answered && monotonic_seconds() > deadline_) no_answer();
+        check_fits(q_, opt_.key, pending);  // first: a receiver that ends removes the queue
         if (answered && !alive(receiver_)) fail("the receiver (pid %d) died", int(receiver_.pid));
-        check_fits(q_, opt_.key, pending);
     }
 
     // No answer within --wait. Says what the queue shows of its receiver: msg_lrpid, the last

@@ -11,6 +11,7 @@
 # shellcheck shell=bash disable=SC2034  # the suites use these variables
 
 WRAP=${WRAP:-}          # e.g. "valgrind -q --error-exitcode=1"
+EMULATED=${EMULATED:-}  # 1: the programs run under qemu-user (.ci/run's 32-bit build, here)
 LIMIT=${LIMIT:-60}      # seconds a test may take
 JOBS=${JOBS:-4}         # tests run at once
 read -r -a wrap_words <<<"$WRAP"
