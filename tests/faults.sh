@@ -871,7 +871,7 @@ t_pid_namespace_of_its_own() {
   finish r
   expect_clean_run s2
   expect_status r 0
-  start r2 unshare --pid --fork "${RECEIVER[@]}" -k "$KEY"
+  start r2 unshare --pid --fork --kill-child "${RECEIVER[@]}" -k "$KEY"
   wait_queue
   run s3 "${SENDER[@]}" -k "$KEY" -w 10 hello
   expect_status s3 1
@@ -890,7 +890,7 @@ t_pid_namespace_shared() {
   printf 'a\nb\n' >"$T/in"
   for i in 0 1; do
     # shellcheck disable=SC2016
-    run "p$i" unshare --pid --fork "${mount[i]}" bash -c '"$1" -k "$2" >"$3" & sleep 1.5
+    run "p$i" unshare --pid --fork --kill-child "${mount[i]}" bash -c '"$1" -k "$2" >"$3" & sleep 1.5
       { head -n 1 "$4"; sleep 1.5; tail -n 1 "$4"; } | "$5" -k "$2" -w 5; s=$?
       wait $!; echo "sender $s, receiver $?"' _ ./receiver "$KEY" "$T/out$i" "$T/in" ./sender
     expect_grep "$T/p$i.out" '^sender 0, receiver 0$'
@@ -928,7 +928,7 @@ wait $r
 echo "receiver $?"
 kill %2
 EOF
-  run p unshare --pid --fork --mount-proc bash "$T/inner.sh" ./receiver ./sender "$T" "$KEY"
+  run p unshare --pid --fork --kill-child --mount-proc bash "$T/inner.sh" ./receiver ./sender "$T" "$KEY"
   local pid
   pid=$(sed -n 's/^pid \([0-9]*\) given to \1$/\1/p' "$T/p.out")
   [ -n "$pid" ] || fail "the pid was not reused: $(cat "$T/p.out")"
