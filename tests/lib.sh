@@ -21,6 +21,11 @@ HOSTILE=./tests/hostile
 
 TOP=$(mktemp -d)
 trap 'rm -rf "$TOP"' EXIT
+# pause SECONDS : sleep without a fork (a read that times out on a fifo nothing writes to). The
+# tests poll often, and each forked sleep costs milliseconds on a small VM.
+mkfifo "$TOP/never"
+exec {NEVER}<>"$TOP/never"
+pause() { read -r -t "$1" -u "$NEVER" _ || true; }
 passed=0
 failed=0
 skipped=0
@@ -36,7 +41,7 @@ start() {
   shift
   : >"$T/$name.out"  # now, not later in the child: callers look at it at once
   : >"$T/$name.err"
-  "$@" <"${IN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- 5>&- &
+  "$@" <"${IN:-/dev/null}" >"$T/$name.out" 2>"$T/$name.err" 3>&- 4>&- 5>&- {NEVER}>&- &
   printf -v "${name}_pid" '%s' "$!"
   echo "$!" >>"$T/pids"
 }
@@ -50,7 +55,7 @@ finish() {
   pid=${name}_pid
   pid=${!pid}
   while kill -0 "$pid" 2>/dev/null && [ "$ticks" -lt $((limit * 50)) ]; do
-    sleep 0.02
+    pause 0.02
     ticks=$((ticks + 1))
   done
   if kill -0 "$pid" 2>/dev/null; then
@@ -160,7 +165,7 @@ wait_until() {
   local ticks=0
   until "$@"; do
     [ "$ticks" -lt 250 ] || { fail "gave up waiting for: $*"; return 1; }
-    sleep 0.02
+    pause 0.02
     ticks=$((ticks + 1))
   done
 }
@@ -173,7 +178,7 @@ stop() {
   kill -STOP "$1"
   while read -r _ _ state _ <"/proc/$1/stat" && [ "$state" != T ]; do
     [ "$ticks" -lt 250 ] || { fail "process $1 did not stop"; return 1; }
-    sleep 0.01
+    pause 0.01
     ticks=$((ticks + 1))
   done
 }
@@ -184,11 +189,11 @@ blocked_in() {
   local ticks=0 where
   while where=$(cat "/proc/$1/wchan" 2>/dev/null) && [[ $where != *"$2"* ]]; do
     if [ -z "$where" ] || [ "$where" = 0 ]; then
-      sleep 1
+      pause 1
       return 0
     fi
     [ "$ticks" -lt 250 ] || { fail "process $1 never blocked in $2 (it is in $where)"; return 1; }
-    sleep 0.02
+    pause 0.02
     ticks=$((ticks + 1))
   done
 }
@@ -235,7 +240,7 @@ run_test() {
   ("$t") >"$T/log" 2>&1 &
   tp=$!
   while kill -0 "$tp" 2>/dev/null && [ "$ticks" -lt $((LIMIT * 20)) ]; do
-    sleep 0.05
+    pause 0.05
     ticks=$((ticks + 1))
   done
   if kill -0 "$tp" 2>/dev/null; then
