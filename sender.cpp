@@ -184,8 +184,8 @@ private:
     }
 
     // Sends a request. Async DATA goes with IPC_NOWAIT: msgsnd returns at once, with EAGAIN if the
-    // queue is full. Nothing is dropped: msgsnd then waits for room, and does so from then on (an
-    // offer refused is a copy wasted).
+    // queue is full. Nothing is dropped: msgsnd then waits for room, and from then on waits at once
+    // (queue_full_), as each refused try would copy the message into the kernel again.
     void send(uint16_t kind, uint16_t flags, const void* data, size_t n) {
         Message m;  // not zeroed: only the header and n bytes travel
         m.mtype = request_type_;
