@@ -29,17 +29,21 @@ raw_ns() {
   echo $(($(now) - t0))
 }
 
+# queue_made RPID: until receiver RPID has made its queue (the bench ends if it died).
+queue_made() {
+  until ipcs -q | grep -q "^$key "; do
+    kill -0 "$1" 2>/dev/null || { echo "bench: receiver failed" >&2; exit 1; }
+    sleep 0.001
+  done
+}
+
 # pair_ns PIN INPUT SENDER-OPTION...: one sender/receiver run, in nanoseconds.
 pair_ns() {
   local pin=$1 input=$2 t0 rpid
   shift 2
   $pin ./receiver -q -k "$key" >/dev/null &
   rpid=$!
-  # A sender that comes first polls every 50 ms for the queue: not timed.
-  until ipcs -q | grep -q "^$key "; do
-    kill -0 "$rpid" 2>/dev/null || { echo "bench: receiver failed" >&2; exit 1; }
-    sleep 0.001
-  done
+  queue_made "$rpid"  # a sender that comes first polls every 50 ms for it: not timed
   t0=$(now)
   $pin ./sender -q -k "$key" "$@" <"$input" || { echo "bench: sender failed" >&2; exit 1; }
   wait "$rpid" || { echo "bench: receiver failed" >&2; exit 1; }
@@ -54,10 +58,7 @@ senders_ns() {
   local pin=$1 input=$2 count=$3 t0 t1 rpid spids=() pid i ok=1
   $pin ./receiver -q -k "$key" --senders "$count" >/dev/null &
   rpid=$!
-  until ipcs -q | grep -q "^$key "; do
-    kill -0 "$rpid" 2>/dev/null || { echo "bench: receiver failed" >&2; exit 1; }
-    sleep 0.001
-  done
+  queue_made "$rpid"
   t0=$(now)
   for ((i = 0; i < count; i++)); do
     $pin ./sender -q -k "$key" <"$input" &
